@@ -1,0 +1,37 @@
+"""The queue's Lua scripts: loaded from ``scripts/``, each with the shared library in front."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+SCRIPTS = Path(__file__).parent / "scripts"
+
+#: One script per operation; ``_lib.lua`` is prepended to each.
+NAMES = (
+    "office_put",
+    "service_put",
+    "issue",
+    "call_next",
+    "recall",
+    "no_show",
+    "start",
+    "finish",
+    "transfer",
+    "cancel",
+    "counter_open",
+    "counter_pause",
+    "counter_close",
+    "ticket_view",
+    "snapshot",
+)
+
+
+@cache
+def source(name: str) -> str:
+    """The full text of script ``name``, library included."""
+    if name not in NAMES:
+        raise KeyError(f'no queue script named "{name}"')
+    library = (SCRIPTS / "_lib.lua").read_text(encoding="utf-8")
+    body = (SCRIPTS / f"{name}.lua").read_text(encoding="utf-8")
+    return f"{library}\n-- {name}.lua\n{body}"

@@ -1,0 +1,307 @@
+"""The ticket queue's operations, each one atomic Lua script run against Redis.
+
+:class:`QueueClient` is the only way Madoguchi changes queue state. Every method
+takes ``now`` (seconds since the epoch) from its caller: the server clock in
+production, a virtual clock in replays and tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+from ..settings import Settings
+from . import keys, lua
+from .exceptions import BY_CODE, InvalidInput, NotFound, QueueError
+from .model import (
+    CancelReason,
+    Channel,
+    Counter,
+    Office,
+    Service,
+    Snapshot,
+    Ticket,
+    check_slug,
+)
+
+TICKET_ID = re.compile(r"\d{8}")
+TOKEN = re.compile(r"[A-Za-z0-9_-]{22}")
+IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+SYSTEM = "system"
+
+
+@dataclass(frozen=True)
+class Issued:
+    ticket: Ticket
+    #: True when the idempotency key had already issued this ticket.
+    replayed: bool
+
+
+def new_token() -> str:
+    """A random 128-bit token for the resident's ticket page."""
+    return secrets.token_urlsafe(16)
+
+
+def ticket_ref(ticket: str) -> str:
+    """The script reference of a ticket given by its id or its resident token."""
+    if TICKET_ID.fullmatch(ticket):
+        return f"id:{ticket}"
+    if TOKEN.fullmatch(ticket):
+        return f"token:{ticket}"
+    raise NotFound(f'"{ticket[:40]}" is not a ticket id or token')
+
+
+def _lists(value: Any) -> list[Any]:
+    # cjson encodes an empty Lua table as {}, whether it was meant as a list or not.
+    return value if isinstance(value, list) else []
+
+
+def _pairs(flat: Any) -> list[tuple[str, float]]:
+    items = _lists(flat)
+    return [(items[i], float(items[i + 1])) for i in range(0, len(items), 2)]
+
+
+class QueueClient:
+    """Runs the queue scripts for any office on one Redis connection pool."""
+
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self.redis = redis
+        self.settings = settings
+        self._scripts: dict[str, AsyncScript] = {
+            name: redis.register_script(lua.source(name)) for name in lua.NAMES
+        }
+        self._offices: dict[str, Office] = {}
+
+    async def _run(self, name: str, office: str, now: float, actor: str, *args: str) -> Any:
+        check_slug("office", office)
+        known = await self.office(office) if name != "office_put" else None
+        day = known.day(now) if known is not None else ""
+        raw = await self._scripts[name](
+            keys=[keys.office(office)], args=[repr(float(now)), actor, day, *args]
+        )
+        result = json.loads(raw)
+        if "error" in result:
+            error = result["error"]
+            raise BY_CODE.get(error["code"], QueueError)(error["message"])
+        return result
+
+    # -- offices and services ---------------------------------------------------------
+
+    async def put_office(self, office: Office, *, now: float, actor: str = SYSTEM) -> Office:
+        fields = {
+            "id": office.id,
+            "name_ja": office.name_ja,
+            "name_en": office.name_en,
+            "timezone": office.timezone,
+            "priority_cap": office.priority_cap,
+            "appt_early": office.appt_early,
+            "stream_maxlen": self.settings.event_stream_maxlen,
+            "ticket_ttl": self.settings.ticket_ttl_seconds,
+            "idem_ttl": self.settings.idempotency_ttl_seconds,
+        }
+        result = await self._run("office_put", office.id, now, actor, json.dumps(fields))
+        await self.redis.sadd(keys.OFFICES, office.id)
+        self._offices[office.id] = stored = Office.from_redis(result["office"])
+        return stored
+
+    async def office(self, office: str) -> Office:
+        """The office's settings; cached, since they change rarely."""
+        known = self._offices.get(office)
+        if known is not None:
+            return known
+        raw = await self.redis.hgetall(keys.office(office))
+        if not raw:
+            raise NotFound(f'office "{office}" does not exist')
+        self._offices[office] = found = Office.from_redis(_decode(raw))
+        return found
+
+    async def office_ids(self) -> list[str]:
+        return sorted(_decode_set(await self.redis.smembers(keys.OFFICES)))
+
+    async def put_service(
+        self, office: str, service: Service, *, now: float, actor: str = SYSTEM
+    ) -> Service:
+        result = await self._run(
+            "service_put", office, now, actor, json.dumps(service.to_redis())
+        )
+        return Service.from_redis(result["service"])
+
+    # -- tickets --------------------------------------------------------------------------
+
+    async def issue(
+        self,
+        office: str,
+        service: str,
+        *,
+        now: float,
+        channel: Channel = Channel.WEB,
+        priority: bool = False,
+        appointment_at: float | None = None,
+        idempotency_key: str | None = None,
+        actor: str = SYSTEM,
+    ) -> Issued:
+        check_slug("service", service)
+        if idempotency_key is not None and not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
+            raise InvalidInput(
+                "idempotency key must be 1-128 letters, digits or _.:- characters, "
+                f'not "{idempotency_key[:40]}"'
+            )
+        appt = "" if appointment_at is None else repr(float(appointment_at))
+        request = f"{service}|{Channel(channel).value}|{int(priority)}|{appt}"
+        fingerprint = hashlib.sha256(request.encode()).hexdigest()[:16]
+        result = await self._run(
+            "issue",
+            office,
+            now,
+            actor,
+            service,
+            Channel(channel).value,
+            "1" if priority else "0",
+            appt,
+            idempotency_key or "",
+            new_token(),
+            fingerprint,
+        )
+        return Issued(Ticket.from_redis(result["ticket"]), bool(result["replayed"]))
+
+    async def ticket(self, office: str, ticket: str, *, now: float) -> Ticket:
+        """A ticket by its id or resident token, with its current position."""
+        result = await self._run("ticket_view", office, now, SYSTEM, ticket_ref(ticket))
+        return Ticket.from_redis(result["ticket"])
+
+    async def call_next(
+        self, office: str, counter: str, *, now: float, actor: str = SYSTEM
+    ) -> Ticket | None:
+        """The counter's next ticket under the routing rules, or ``None`` when no one waits."""
+        check_slug("counter", counter)
+        result = await self._run("call_next", office, now, actor, counter)
+        raw = result.get("ticket")
+        return Ticket.from_redis(raw) if raw else None
+
+    async def _ticket_op(
+        self, name: str, office: str, ticket: str, now: float, actor: str, *args: str
+    ) -> Ticket:
+        result = await self._run(name, office, now, actor, ticket_ref(ticket), *args)
+        return Ticket.from_redis(result["ticket"])
+
+    async def recall(self, office: str, ticket: str, *, now: float, actor: str = SYSTEM) -> Ticket:
+        return await self._ticket_op("recall", office, ticket, now, actor)
+
+    async def no_show(
+        self, office: str, ticket: str, *, now: float, actor: str = SYSTEM
+    ) -> Ticket:
+        return await self._ticket_op("no_show", office, ticket, now, actor)
+
+    async def start(self, office: str, ticket: str, *, now: float, actor: str = SYSTEM) -> Ticket:
+        return await self._ticket_op("start", office, ticket, now, actor)
+
+    async def finish(self, office: str, ticket: str, *, now: float, actor: str = SYSTEM) -> Ticket:
+        return await self._ticket_op("finish", office, ticket, now, actor)
+
+    async def transfer(
+        self, office: str, ticket: str, service: str, *, now: float, actor: str = SYSTEM
+    ) -> Ticket:
+        """Move a ticket to ``service``; it keeps its place by its original issue time."""
+        check_slug("service", service)
+        return await self._ticket_op("transfer", office, ticket, now, actor, service)
+
+    async def cancel(
+        self,
+        office: str,
+        ticket: str,
+        *,
+        now: float,
+        reason: CancelReason = CancelReason.RESIDENT,
+        actor: str = SYSTEM,
+    ) -> Ticket:
+        return await self._ticket_op(
+            "cancel", office, ticket, now, actor, CancelReason(reason).value
+        )
+
+    # -- counters -------------------------------------------------------------------------
+
+    async def open_counter(
+        self,
+        office: str,
+        counter: str,
+        services: Sequence[str] = (),
+        *,
+        now: float,
+        name: str = "",
+        actor: str = SYSTEM,
+    ) -> Counter:
+        """Open (or resume) a counter; with ``services``, also set what it serves."""
+        check_slug("counter", counter)
+        for service in services:
+            check_slug("service", service)
+        if len(name) > 40:
+            raise InvalidInput(f'counter name "{name[:40]}…" is longer than 40 characters')
+        result = await self._run(
+            "counter_open", office, now, actor, counter, ",".join(dict.fromkeys(services)), name
+        )
+        return Counter.from_redis(result["counter"])
+
+    async def pause_counter(
+        self, office: str, counter: str, *, now: float, actor: str = SYSTEM
+    ) -> Counter:
+        check_slug("counter", counter)
+        result = await self._run("counter_pause", office, now, actor, counter)
+        return Counter.from_redis(result["counter"])
+
+    async def close_counter(
+        self, office: str, counter: str, *, now: float, actor: str = SYSTEM
+    ) -> Counter:
+        check_slug("counter", counter)
+        result = await self._run("counter_close", office, now, actor, counter)
+        return Counter.from_redis(result["counter"])
+
+    # -- reading ----------------------------------------------------------------------------
+
+    async def snapshot(self, office: str, *, now: float) -> Snapshot:
+        """The office's whole queue state, read atomically."""
+        raw = await self._run("snapshot", office, now, SYSTEM)
+        services = {s["id"]: Service.from_redis(s) for s in _lists(raw["services"])}
+        counters = [Counter.from_redis(c) for c in _lists(raw["counters"])]
+        held = {
+            c["id"]: Ticket.from_redis(c["ticket"])
+            for c in _lists(raw["counters"])
+            if isinstance(c.get("ticket"), dict)
+        }
+        lines = {
+            sid: {kind: _pairs(flat) for kind, flat in line.items()}
+            for sid, line in (raw["lines"] or {}).items()
+        }
+        history = {
+            sid: [float(x) for x in _lists(times)] for sid, times in (raw["history"] or {}).items()
+        }
+        day = {k: float(v) for k, v in (raw["day"] or {}).items()}
+        return Snapshot(
+            office=Office.from_redis(raw["office"]),
+            services=services,
+            lines=lines,
+            history=history,
+            counters=sorted(counters, key=lambda c: c.id),
+            held=held,
+            day=day,
+            last_event=raw["last_event"],
+            at=now,
+        )
+
+
+def _decode(raw: dict[Any, Any]) -> dict[str, str]:
+    return {
+        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+        for k, v in raw.items()
+    }
+
+
+def _decode_set(raw: set[Any]) -> set[str]:
+    return {v.decode() if isinstance(v, bytes) else v for v in raw}

@@ -1,0 +1,116 @@
+"""Typed settings, read once from the environment.
+
+Every setting is documented here and in the README's configuration table. Nothing
+else in Madoguchi reads ``os.environ``: the CLI and the app factory call
+:func:`load_settings` and pass the result down.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from starlette.config import Config
+from starlette.datastructures import Secret
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that can be configured, with the defaults a single machine needs."""
+
+    #: Redis to use; ``None`` means ``madoguchi serve`` starts an embedded one.
+    redis_url: str | None = None
+    #: Where the embedded Redis keeps its append-only file and snapshots.
+    data_dir: Path = Path("data")
+    #: Interface and port ``madoguchi serve`` binds the web process to.
+    host: str = "127.0.0.1"
+    port: int = 8000
+    #: Bearer token that guards the counter operations of the API until staff sign-in exists.
+    staff_token: Secret = field(default_factory=lambda: Secret(""))
+    #: Time zone of new offices (an IANA name); each office may set its own.
+    timezone: str = "Asia/Tokyo"
+    #: How many priority tickets a counter may call in a row while others wait.
+    priority_cap: int = 3
+    #: How many seconds before its slot an appointment counts as due.
+    appointment_early_seconds: int = 300
+    #: Largest request body the API accepts, in bytes.
+    max_body_bytes: int = 16_384
+    #: Approximate number of events each office's stream keeps.
+    event_stream_maxlen: int = 1_000_000
+    #: How long a finished ticket stays readable by its token, in seconds.
+    ticket_ttl_seconds: int = 2 * 86_400
+    #: How long an idempotency key maps to the ticket it created, in seconds.
+    idempotency_ttl_seconds: int = 86_400
+    #: Service time assumed for a service with no history yet, in seconds.
+    default_service_seconds: float = 600.0
+    #: Monte Carlo runs behind each wait estimate.
+    estimate_samples: int = 64
+    #: ``always`` or ``everysec``: how often the embedded Redis syncs its append-only file.
+    redis_fsync: str = "always"
+    #: Python logging level name.
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        if self.port <= 0 or self.port > 65_535:
+            raise ValueError(f"MADOGUCHI_PORT must be between 1 and 65535, not {self.port}")
+        if self.priority_cap < 1:
+            raise ValueError(f"MADOGUCHI_PRIORITY_CAP must be at least 1, not {self.priority_cap}")
+        if self.redis_fsync not in {"always", "everysec"}:
+            raise ValueError(
+                f'MADOGUCHI_REDIS_FSYNC must be "always" or "everysec", not "{self.redis_fsync}"'
+            )
+        if self.estimate_samples < 8:
+            raise ValueError(
+                f"MADOGUCHI_ESTIMATE_SAMPLES must be at least 8, not {self.estimate_samples}"
+            )
+        if self.max_body_bytes < 1024:
+            raise ValueError(
+                f"MADOGUCHI_MAX_BODY_BYTES must be at least 1024, not {self.max_body_bytes}"
+            )
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read :class:`Settings` from ``environ`` (the process environment by default)."""
+    config = Config(environ=dict(os.environ if environ is None else environ))
+    defaults = Settings()
+    redis_url = config("REDIS_URL", default="") or None
+    return Settings(
+        redis_url=redis_url,
+        data_dir=Path(config("MADOGUCHI_DATA_DIR", default=str(defaults.data_dir))),
+        host=config("MADOGUCHI_HOST", default=defaults.host),
+        port=config("MADOGUCHI_PORT", cast=int, default=defaults.port),
+        staff_token=config("MADOGUCHI_STAFF_TOKEN", cast=Secret, default=""),
+        timezone=config("MADOGUCHI_TIMEZONE", default=defaults.timezone),
+        priority_cap=config("MADOGUCHI_PRIORITY_CAP", cast=int, default=defaults.priority_cap),
+        appointment_early_seconds=config(
+            "MADOGUCHI_APPOINTMENT_EARLY_SECONDS",
+            cast=int,
+            default=defaults.appointment_early_seconds,
+        ),
+        max_body_bytes=config(
+            "MADOGUCHI_MAX_BODY_BYTES", cast=int, default=defaults.max_body_bytes
+        ),
+        event_stream_maxlen=config(
+            "MADOGUCHI_EVENT_STREAM_MAXLEN", cast=int, default=defaults.event_stream_maxlen
+        ),
+        ticket_ttl_seconds=config(
+            "MADOGUCHI_TICKET_TTL_SECONDS", cast=int, default=defaults.ticket_ttl_seconds
+        ),
+        idempotency_ttl_seconds=config(
+            "MADOGUCHI_IDEMPOTENCY_TTL_SECONDS",
+            cast=int,
+            default=defaults.idempotency_ttl_seconds,
+        ),
+        default_service_seconds=config(
+            "MADOGUCHI_DEFAULT_SERVICE_SECONDS",
+            cast=float,
+            default=defaults.default_service_seconds,
+        ),
+        estimate_samples=config(
+            "MADOGUCHI_ESTIMATE_SAMPLES", cast=int, default=defaults.estimate_samples
+        ),
+        redis_fsync=config("MADOGUCHI_REDIS_FSYNC", default=defaults.redis_fsync),
+        log_level=config("MADOGUCHI_LOG_LEVEL", default=defaults.log_level).upper(),
+    )

@@ -1,0 +1,86 @@
+"""Test fixtures: a real ``redis-server`` per test session, flushed for every test."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import redis
+from redis.asyncio import Redis as AsyncRedis
+from starlette.datastructures import Secret
+
+from madoguchi.queue.model import Office, Service, ServiceMode
+from madoguchi.queue.tickets import QueueClient
+from madoguchi.embedded import RedisServer, find_redis_server
+from madoguchi.settings import Settings
+
+#: A fixed, plausible moment (2026-11-26 09:00 in Tokyo) for tests that do not care.
+T0 = 1_795_651_200.0
+STAFF_TOKEN = "test-staff-token"
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(
+        binary=find_redis_server(),
+        data_dir=tmp_path_factory.mktemp("redis"),
+        fsync="everysec",
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> Iterator[str]:
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    yield redis_server.url
+
+
+@pytest.fixture
+def settings(redis_url: str) -> Settings:
+    return Settings(redis_url=redis_url, staff_token=Secret(STAFF_TOKEN))
+
+
+@pytest.fixture
+async def aredis(redis_url: str) -> AsyncIterator[AsyncRedis]:
+    client = AsyncRedis.from_url(redis_url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def queue(aredis: AsyncRedis, settings: Settings) -> QueueClient:
+    return QueueClient(aredis, settings)
+
+
+OFFICE = Office("kokurakita", "小倉北区役所", "Kokurakita Ward Office")
+SERVICES = (
+    Service("certs", "A", "証明書", "Certificates", default_seconds=180),
+    Service("moving", "B", "転入・転出", "Moving in and out", default_seconds=700),
+    Service("care", "C", "介護", "Long-term care", mode=ServiceMode.REMOTE, default_seconds=900),
+)
+
+
+@pytest.fixture
+async def office(queue: QueueClient) -> Office:
+    """The office ``kokurakita`` with three services and no counters."""
+    await queue.put_office(OFFICE, now=T0)
+    for service in SERVICES:
+        await queue.put_service(OFFICE.id, service, now=T0)
+    return OFFICE
+
+
+def wait_for_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on port {port} after {timeout} s")
+
