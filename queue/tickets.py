@@ -265,6 +265,12 @@ class QueueClient:
 
     # -- reading ----------------------------------------------------------------------------
 
+    async def last_event(self, office: str) -> str:
+        """The id of the office's latest event ("" when it has none): a cheap change check."""
+        check_slug("office", office)
+        latest = await self.redis.xrevrange(keys.events(office), count=1)
+        return str(latest[0][0]) if latest else ""
+
     async def snapshot(self, office: str, *, now: float) -> Snapshot:
         """The office's whole queue state, read atomically."""
         raw = await self._run("snapshot", office, now, SYSTEM)

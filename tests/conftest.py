@@ -6,15 +6,18 @@ import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 
+import httpx
 import pytest
 import redis
 from redis.asyncio import Redis as AsyncRedis
+from starlette.applications import Starlette
 from starlette.datastructures import Secret
 
 from madoguchi.queue.model import Office, Service, ServiceMode
 from madoguchi.queue.tickets import QueueClient
 from madoguchi.embedded import RedisServer, find_redis_server
 from madoguchi.settings import Settings
+from madoguchi.web.app import create_app
 
 #: A fixed, plausible moment (2026-11-26 09:00 in Tokyo) for tests that do not care.
 T0 = 1_795_651_200.0
@@ -43,7 +46,7 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
 
 @pytest.fixture
 def settings(redis_url: str) -> Settings:
-    return Settings(redis_url=redis_url, staff_token=Secret(STAFF_TOKEN))
+    return Settings(redis_url=redis_url, staff_token=Secret(STAFF_TOKEN), estimate_interval=0.0)
 
 
 @pytest.fixture
@@ -84,3 +87,25 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
         time.sleep(0.05)
     raise TimeoutError(f"nothing listens on port {port} after {timeout} s")
 
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[Starlette]:
+    """The web app with its lifespan running; its clock is ``T0`` plus ``app.state.offset``."""
+    application = create_app(settings, clock=lambda: T0 + application.state.offset)
+    application.state.offset = 0.0
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: Starlette, office: Office) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of the app, with the demo office ``kokurakita`` in place."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+@pytest.fixture
+def staff() -> dict[str, str]:
+    return {"Authorization": f"Bearer {STAFF_TOKEN}"}

@@ -1,0 +1,240 @@
+"""The JSON API under ``/api/v1/``: tickets for residents, counter operations for staff."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from ..queue.exceptions import NotFound
+from ..queue.keys import SLUG
+from ..queue.model import CancelReason, Channel, Ticket
+from ..queue.tickets import TICKET_ID, QueueClient
+from ..queue.waits import WaitBoard
+from . import views
+from .auth import require_staff
+from .bodies import field, only, read_json
+from .exceptions import Unprocessable
+from .openapi import document
+
+#: Channels a resident may use without staff; "reception" is staff-only.
+PUBLIC_CHANNELS = {Channel.WEB, Channel.PHONE, Channel.KIOSK}
+TICKET_ACTIONS = ("recall", "no-show", "start", "finish", "transfer", "cancel")
+COUNTER_ACTIONS = ("open", "pause", "close", "call-next")
+
+
+def _queue(request: Request) -> QueueClient:
+    queue: QueueClient = request.app.state.queue
+    return queue
+
+
+def _board(request: Request) -> WaitBoard:
+    board: WaitBoard = request.app.state.waits
+    return board
+
+
+def _now(request: Request) -> float:
+    now: float = request.app.state.clock()
+    return now
+
+
+def _path(request: Request, name: str, kind: str) -> str:
+    value: str = request.path_params[name]
+    if not SLUG.fullmatch(value):
+        raise NotFound(f'{kind} "{value[:40]}" does not exist')
+    return value
+
+
+def _limit(request: Request) -> int:
+    limit: int = request.app.state.settings.max_body_bytes
+    return limit
+
+
+def _enum(value: str | None, kind: type[Channel] | type[CancelReason], name: str) -> Any:
+    if value is None:
+        return None
+    try:
+        return kind(value)
+    except ValueError:
+        choices = ", ".join(member.value for member in kind)
+        raise Unprocessable(f'field "{name}" must be one of {choices}, not "{value[:40]}"') from None
+
+
+def _instant(value: str | None, name: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise Unprocessable(
+            f'field "{name}" must be an ISO 8601 time such as 2026-11-26T10:30:00+09:00, '
+            f'not "{value[:40]}"'
+        ) from None
+    if parsed.tzinfo is None:
+        raise Unprocessable(f'field "{name}" needs a UTC offset, such as +09:00')
+    return parsed.timestamp()
+
+
+async def _ticket_response(
+    request: Request, office: str, ticket: Ticket, *, status: int = 200, with_token: bool
+) -> JSONResponse:
+    known = await _queue(request).office(office)
+    wait = await _board(request).for_ticket(office, ticket)
+    body = views.ticket(known, ticket, wait, with_token=with_token)
+    return JSONResponse({"ticket": body}, status_code=status)
+
+
+async def offices(request: Request) -> JSONResponse:
+    queue = _queue(request)
+    found = [await queue.office(office) for office in await queue.office_ids()]
+    return JSONResponse({"offices": [views.office_summary(o) for o in found]})
+
+
+async def office_status(request: Request) -> JSONResponse:
+    office = _path(request, "office", "office")
+    board = await _board(request).board(office)
+    return JSONResponse(views.office_status(board))
+
+
+async def take_ticket(request: Request) -> JSONResponse:
+    office = _path(request, "office", "office")
+    body = await read_json(request, _limit(request))
+    only(body, {"service", "channel", "priority", "appointment_at", "idempotency_key"})
+    service = field(body, "service", str, required=True)
+    channel = _enum(field(body, "channel", str), Channel, "channel") or Channel.WEB
+    priority = field(body, "priority", bool, False)
+    appointment_at = _instant(field(body, "appointment_at", str), "appointment_at")
+    key = request.headers.get("idempotency-key") or field(body, "idempotency_key", str)
+    actor = "resident"
+    if priority or appointment_at is not None or channel not in PUBLIC_CHANNELS:
+        # Priority, appointments and reception tickets are given by staff.
+        actor = require_staff(request)
+    assert service is not None
+    await _queue(request).office(office)
+    issued = await _queue(request).issue(
+        office,
+        service,
+        now=_now(request),
+        channel=channel,
+        priority=bool(priority),
+        appointment_at=appointment_at,
+        idempotency_key=key,
+        actor=actor,
+    )
+    return await _ticket_response(
+        request, office, issued.ticket, status=200 if issued.replayed else 201, with_token=True
+    )
+
+
+async def read_ticket(request: Request) -> JSONResponse:
+    office = _path(request, "office", "office")
+    ref = request.path_params["ticket"]
+    if TICKET_ID.fullmatch(ref):
+        require_staff(request)  # ids are sequential: only staff may look tickets up by id
+    ticket = await _queue(request).ticket(office, ref, now=_now(request))
+    return await _ticket_response(request, office, ticket, with_token=True)
+
+
+async def cancel_ticket(request: Request) -> JSONResponse:
+    """A resident cancels their own ticket by its token."""
+    office = _path(request, "office", "office")
+    ref = request.path_params["ticket"]
+    if TICKET_ID.fullmatch(ref):
+        require_staff(request)
+    ticket = await _queue(request).cancel(office, ref, now=_now(request), actor="resident")
+    return await _ticket_response(request, office, ticket, with_token=False)
+
+
+async def ticket_action(request: Request) -> JSONResponse:
+    actor = require_staff(request)
+    office = _path(request, "office", "office")
+    ref = request.path_params["ticket"]
+    action = request.path_params["action"]
+    if action not in TICKET_ACTIONS:
+        raise NotFound(f'no ticket action "{action[:40]}"; there are {", ".join(TICKET_ACTIONS)}')
+    queue = _queue(request)
+    now = _now(request)
+    body = await read_json(request, _limit(request), required=False)
+    if action == "transfer":
+        only(body, {"service"})
+        service = field(body, "service", str, required=True)
+        assert service is not None
+        ticket = await queue.transfer(office, ref, service, now=now, actor=actor)
+    elif action == "cancel":
+        only(body, {"reason"})
+        reason = _enum(field(body, "reason", str), CancelReason, "reason")
+        ticket = await queue.cancel(
+            office, ref, now=now, reason=reason or CancelReason.RESIDENT, actor=actor
+        )
+    else:
+        only(body, set())
+        operation = {
+            "recall": queue.recall,
+            "no-show": queue.no_show,
+            "start": queue.start,
+            "finish": queue.finish,
+        }[action]
+        ticket = await operation(office, ref, now=now, actor=actor)
+    return await _ticket_response(request, office, ticket, with_token=False)
+
+
+async def counter_action(request: Request) -> JSONResponse:
+    actor = require_staff(request)
+    office = _path(request, "office", "office")
+    counter = _path(request, "counter", "counter")
+    action = request.path_params["action"]
+    if action not in COUNTER_ACTIONS:
+        raise NotFound(
+            f'no counter action "{action[:40]}"; there are {", ".join(COUNTER_ACTIONS)}'
+        )
+    queue = _queue(request)
+    now = _now(request)
+    body = await read_json(request, _limit(request), required=False)
+    if action == "call-next":
+        only(body, set())
+        ticket = await queue.call_next(office, counter, now=now, actor=actor)
+        if ticket is None:
+            return JSONResponse({"ticket": None, "message": "no one is waiting for this counter"})
+        return await _ticket_response(request, office, ticket, with_token=False)
+    if action == "open":
+        only(body, {"services", "name"})
+        services = field(body, "services", list, [])
+        name = field(body, "name", str, "")
+        assert services is not None and name is not None
+        if not all(isinstance(s, str) for s in services):
+            raise Unprocessable('field "services" must be a list of service ids')
+        result = await queue.open_counter(office, counter, services, now=now, name=name, actor=actor)
+    elif action == "pause":
+        only(body, set())
+        result = await queue.pause_counter(office, counter, now=now, actor=actor)
+    else:
+        only(body, set())
+        result = await queue.close_counter(office, counter, now=now, actor=actor)
+    return JSONResponse({"counter": views.counter(result)})
+
+
+async def openapi(request: Request) -> JSONResponse:
+    return JSONResponse(document())
+
+
+routes = [
+    Route("/api/v1/openapi.json", openapi, methods=["GET"]),
+    Route("/api/v1/offices", offices, methods=["GET"]),
+    Route("/api/v1/offices/{office}", office_status, methods=["GET"]),
+    Route("/api/v1/offices/{office}/tickets", take_ticket, methods=["POST"]),
+    Route("/api/v1/offices/{office}/tickets/{ticket}", read_ticket, methods=["GET"]),
+    Route("/api/v1/offices/{office}/tickets/{ticket}", cancel_ticket, methods=["DELETE"]),
+    Route(
+        "/api/v1/offices/{office}/tickets/{ticket}/{action:str}",
+        ticket_action,
+        methods=["POST"],
+    ),
+    Route(
+        "/api/v1/offices/{office}/counters/{counter}/{action:str}",
+        counter_action,
+        methods=["POST"],
+    ),
+]

@@ -1,0 +1,133 @@
+"""The Starlette application, assembled in one factory.
+
+``uvicorn --factory madoguchi.web.app:create_app`` runs it. The lifespan owns the
+long-lived resources: the Redis connection pool and the queue client built on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ..queue.estimator import Estimator
+from ..queue.exceptions import QueueError
+from ..queue.tickets import QueueClient
+from ..queue.waits import WaitBoard
+from ..settings import Settings, load_settings
+from . import api, metrics
+from .exceptions import HTTPError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+UNREACHABLE = "the queue store (Redis) is unreachable; please try again shortly"
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+async def on_queue_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, QueueError)
+    return _error(exc.status, exc.code, exc.message)
+
+
+async def on_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPError)
+    return _error(exc.status, exc.code, exc.message)
+
+
+async def on_starlette_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    codes = {404: "not_found", 405: "method_not_allowed"}
+    message = {
+        404: f'nothing at "{request.url.path[:80]}"',
+        405: f"{request.method} is not allowed here",
+    }.get(exc.status_code, str(exc.detail))
+    return _error(exc.status_code, codes.get(exc.status_code, "error"), message)
+
+
+async def on_redis_down(request: Request, exc: Exception) -> Response:
+    log.warning("redis unreachable answering %s %s: %s", request.method, request.url.path, exc)
+    response = _error(503, "unavailable", UNREACHABLE)
+    response.headers["Retry-After"] = "2"
+    return response
+
+
+async def livez(request: Request) -> Response:
+    return JSONResponse({"status": "alive"})
+
+
+async def readyz(request: Request) -> Response:
+    redis: Redis = request.app.state.redis
+    await redis.ping()
+    return JSONResponse({"status": "ready"})
+
+
+def create_app(
+    settings: Settings | None = None, *, clock: Callable[[], float] = time.time
+) -> Starlette:
+    """Build the app. ``clock`` gives "now" to every queue operation (tests pass their own)."""
+    settings = settings or load_settings()
+    logging.basicConfig(level=settings.log_level)
+    registry = metrics.Metrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        url = settings.redis_url or DEFAULT_REDIS_URL
+        redis = Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=2.0,
+            socket_connect_timeout=2.0,
+            health_check_interval=15,
+            retry=Retry(NoBackoff(), 1),
+            max_connections=256,
+        )
+        queue = QueueClient(redis, settings)
+        app.state.redis = redis
+        app.state.queue = queue
+        app.state.waits = WaitBoard(
+            queue, Estimator(settings), interval=settings.estimate_interval, clock=clock
+        )
+        log.info("web using redis %s", url)
+        try:
+            yield
+        finally:
+            await redis.aclose()
+
+    app = Starlette(
+        routes=[
+            Route("/livez", livez, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            *metrics.routes,
+            *api.routes,
+        ],
+        middleware=[Middleware(metrics.LatencyMiddleware, metrics=registry)],
+        exception_handlers={
+            QueueError: on_queue_error,
+            HTTPError: on_http_error,
+            HTTPException: on_starlette_error,
+            RedisConnectionError: on_redis_down,
+            RedisTimeoutError: on_redis_down,
+        },
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = registry
+    app.state.clock = clock
+    return app

@@ -1,0 +1,337 @@
+"""The OpenAPI 3.1 document of ``/api/v1/``, served at ``/api/v1/openapi.json``."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from .. import __version__
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    text = {
+        400: "Malformed request (not JSON, not an object).",
+        401: "Missing or wrong staff token.",
+        403: "Staff operations are disabled on this server.",
+        404: "Unknown office, service, counter or ticket.",
+        409: "The ticket or counter is not in a state that allows this.",
+        413: "Request body too large.",
+        415: "Body is not application/json.",
+        422: "A field is missing, of the wrong type or out of range.",
+        503: "The queue store is unreachable; retry shortly.",
+    }
+    return {str(s): _json(_ref("Error"), text[s]) for s in statuses}
+
+
+OFFICE = {"name": "office", "in": "path", "required": True, "schema": {"type": "string"}}
+TICKET = {
+    "name": "ticket",
+    "in": "path",
+    "required": True,
+    "description": "The resident's token, or (staff only) the ticket id.",
+    "schema": {"type": "string"},
+}
+COUNTER = {"name": "counter", "in": "path", "required": True, "schema": {"type": "string"}}
+STAFF = [{"staffToken": []}]
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+            }
+        },
+    },
+    "Estimate": {
+        "type": ["object", "null"],
+        "description": "Wait until the ticket is called: a point estimate and an 80 % interval.",
+        "properties": {
+            "wait_seconds": {"type": "integer"},
+            "low_seconds": {"type": "integer"},
+            "high_seconds": {"type": "integer"},
+            "wait_minutes": {"type": "integer"},
+            "low_minutes": {"type": "integer"},
+            "high_minutes": {"type": "integer"},
+            "ahead": {"type": "integer", "description": "Tickets expected to be called first."},
+            "servers": {"type": "integer", "description": "Open counters for the service."},
+        },
+    },
+    "Ticket": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "number": {"type": "string", "examples": ["A-023"]},
+            "office": {"type": "string"},
+            "service": {"type": "string"},
+            "channel": {"enum": ["kiosk", "reception", "phone", "web"]},
+            "priority": {"type": "boolean"},
+            "status": {
+                "enum": [
+                    "waiting",
+                    "called",
+                    "serving",
+                    "done",
+                    "no_show",
+                    "cancelled",
+                    "abandoned",
+                ]
+            },
+            "position": {
+                "type": "integer",
+                "description": "1 for the next in its service's line; 0 once called.",
+            },
+            "issued_at": {"type": "string", "format": "date-time"},
+            "appointment_at": {"type": ["string", "null"], "format": "date-time"},
+            "called_at": {"type": ["string", "null"], "format": "date-time"},
+            "counter": {"type": ["string", "null"]},
+            "recalls": {"type": "integer"},
+            "estimate": _ref("Estimate"),
+            "token": {"type": "string"},
+            "url": {"type": "string"},
+        },
+    },
+    "TicketEnvelope": {
+        "type": "object",
+        "properties": {"ticket": {"oneOf": [_ref("Ticket"), {"type": "null"}]}},
+    },
+    "NewTicket": {
+        "type": "object",
+        "required": ["service"],
+        "additionalProperties": False,
+        "properties": {
+            "service": {"type": "string"},
+            "channel": {"enum": ["kiosk", "reception", "phone", "web"], "default": "web"},
+            "priority": {"type": "boolean", "default": False, "description": "Staff only."},
+            "appointment_at": {
+                "type": "string",
+                "format": "date-time",
+                "description": "Staff only.",
+            },
+            "idempotency_key": {"type": "string", "maxLength": 128},
+        },
+    },
+    "Counter": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "name": {"type": "string"},
+            "state": {"enum": ["open", "paused", "closed"]},
+            "services": {"type": "array", "items": {"type": "string"}},
+            "ticket": {"type": ["string", "null"]},
+        },
+    },
+    "OfficeSummary": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "name_ja": {"type": "string"},
+            "name_en": {"type": "string"},
+            "timezone": {"type": "string"},
+            "url": {"type": "string"},
+        },
+    },
+    "OfficeStatus": {
+        "type": "object",
+        "properties": {
+            "office": _ref("OfficeSummary"),
+            "as_of": {"type": "string", "format": "date-time"},
+            "services": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string"},
+                        "prefix": {"type": "string"},
+                        "name_ja": {"type": "string"},
+                        "name_en": {"type": "string"},
+                        "mode": {"enum": ["in_person", "remote"]},
+                        "active": {"type": "boolean"},
+                        "waiting": {"type": "integer"},
+                        "open_counters": {"type": "integer"},
+                        "estimate_for_new_ticket": _ref("Estimate"),
+                    },
+                },
+            },
+            "counters": {"type": "array", "items": _ref("Counter")},
+        },
+    },
+}
+
+
+def _ticket_action(summary: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "security": STAFF,
+        "parameters": [OFFICE, TICKET],
+        "responses": {
+            "200": _json(_ref("TicketEnvelope"), "The ticket after the change."),
+            **_errors(400, 401, 404, 409, 413, 422, 503),
+        },
+    }
+    if body is not None:
+        operation["requestBody"] = {"required": True, "content": {"application/json": body}}
+    return {"post": operation}
+
+
+def _counter_action(summary: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "security": STAFF,
+        "parameters": [OFFICE, COUNTER],
+        "responses": {
+            "200": _json(_ref("Counter"), "The counter after the change."),
+            **_errors(400, 401, 404, 409, 413, 422, 503),
+        },
+    }
+    if body is not None:
+        operation["requestBody"] = {"required": False, "content": {"application/json": body}}
+    return {"post": operation}
+
+
+@cache
+def document() -> dict[str, Any]:
+    base = "/api/v1/offices/{office}"
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Madoguchi API",
+            "version": __version__,
+            "description": "Take and follow tickets; run counters (staff token required).",
+        },
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {"staffToken": {"type": "http", "scheme": "bearer"}},
+        },
+        "paths": {
+            "/api/v1/offices": {
+                "get": {
+                    "summary": "Every office",
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "offices": {"type": "array", "items": _ref("OfficeSummary")}
+                                },
+                            },
+                            "The offices.",
+                        ),
+                        **_errors(503),
+                    },
+                }
+            },
+            base: {
+                "get": {
+                    "summary": "An office's status: per service, waiting, estimate, open counters",
+                    "parameters": [OFFICE],
+                    "responses": {
+                        "200": _json(_ref("OfficeStatus"), "The office now."),
+                        **_errors(404, 503),
+                    },
+                }
+            },
+            f"{base}/tickets": {
+                "post": {
+                    "summary": "Take a ticket",
+                    "parameters": [
+                        OFFICE,
+                        {
+                            "name": "Idempotency-Key",
+                            "in": "header",
+                            "required": False,
+                            "schema": {"type": "string", "maxLength": 128},
+                        },
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref("NewTicket")}},
+                    },
+                    "responses": {
+                        "201": _json(_ref("TicketEnvelope"), "The new ticket."),
+                        "200": _json(_ref("TicketEnvelope"), "Same idempotency key: same ticket."),
+                        **_errors(400, 401, 404, 409, 413, 415, 422, 503),
+                    },
+                }
+            },
+            f"{base}/tickets/{{ticket}}": {
+                "get": {
+                    "summary": "Read a ticket by its token",
+                    "parameters": [OFFICE, TICKET],
+                    "responses": {
+                        "200": _json(_ref("TicketEnvelope"), "The ticket."),
+                        **_errors(401, 404, 503),
+                    },
+                },
+                "delete": {
+                    "summary": "Cancel a ticket by its token",
+                    "parameters": [OFFICE, TICKET],
+                    "responses": {
+                        "200": _json(_ref("TicketEnvelope"), "The cancelled ticket."),
+                        **_errors(401, 404, 409, 503),
+                    },
+                },
+            },
+            f"{base}/tickets/{{ticket}}/recall": _ticket_action("Call a called ticket again"),
+            f"{base}/tickets/{{ticket}}/no-show": _ticket_action("Mark a called ticket no-show"),
+            f"{base}/tickets/{{ticket}}/start": _ticket_action("Start serving a called ticket"),
+            f"{base}/tickets/{{ticket}}/finish": _ticket_action("Finish serving a ticket"),
+            f"{base}/tickets/{{ticket}}/transfer": _ticket_action(
+                "Move a ticket to another service, keeping its place",
+                {
+                    "schema": {
+                        "type": "object",
+                        "required": ["service"],
+                        "properties": {"service": {"type": "string"}},
+                    }
+                },
+            ),
+            f"{base}/tickets/{{ticket}}/cancel": _ticket_action(
+                "Cancel a ticket (for the resident, or as abandoned)",
+                {
+                    "schema": {
+                        "type": "object",
+                        "properties": {"reason": {"enum": ["resident", "abandoned"]}},
+                    }
+                },
+            ),
+            f"{base}/counters/{{counter}}/open": _counter_action(
+                "Open or resume a counter, or change its services",
+                {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "services": {"type": "array", "items": {"type": "string"}},
+                            "name": {"type": "string", "maxLength": 40},
+                        },
+                    }
+                },
+            ),
+            f"{base}/counters/{{counter}}/pause": _counter_action("Pause a counter"),
+            f"{base}/counters/{{counter}}/close": _counter_action("Close a counter"),
+            f"{base}/counters/{{counter}}/call-next": {
+                "post": {
+                    "summary": "Call the counter's next ticket",
+                    "security": STAFF,
+                    "parameters": [OFFICE, COUNTER],
+                    "responses": {
+                        "200": _json(
+                            _ref("TicketEnvelope"), "The called ticket, or null when none waits."
+                        ),
+                        **_errors(401, 404, 409, 503),
+                    },
+                }
+            },
+        },
+    }
