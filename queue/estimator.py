@@ -42,6 +42,8 @@ NO_SHOW_PRIOR, NO_SHOW_WEIGHT = 0.04, 25.0
 NO_SHOW_HOLD = 60.0
 #: Prior rate at which a waiting resident gives up: one leave per this many waiting seconds.
 PATIENCE_PRIOR_SECONDS = 4 * 3600.0
+#: Simulated tickets per estimate (runs x waiting tickets) above which runs are cut.
+RUN_BUDGET = 12_000
 #: Widening of the simulated 10-90 % range for what the model leaves out.
 WIDEN_LOW, WIDEN_HIGH, WIDEN_SECONDS = 0.85, 1.15, 60.0
 
@@ -132,7 +134,9 @@ class Estimator:
         rng = random.Random(seed)
         waits: dict[str, list[float]] = {tid: [] for tid in [*waiting, *ghosts]}
         aheads: dict[str, list[int]] = {tid: [] for tid in waits}
-        for _ in range(self.runs):
+        # A long queue costs more per run: keep one estimate to tens of milliseconds.
+        runs = max(16, min(self.runs, RUN_BUDGET // max(1, len(waiting))))
+        for _ in range(runs):
             calls = self._run(office, ghosts, rng)
             order = sorted(calls.items(), key=lambda item: item[1][0])
             real = 0
@@ -146,14 +150,21 @@ class Estimator:
             for sid in snapshot.services
         }
         service_of = {
-            tid: sid for sid, line in office.lines.items() for kind in LINES for tid, _ in line[kind]
+            tid: sid
+            for sid, line in office.lines.items()
+            for kind in LINES
+            for tid, _ in line[kind]
         }
         result = Estimates()
         for tid in waiting:
             sid = service_of[tid]
-            result.tickets[tid] = self._summarise(waits[tid], aheads[tid], sid, servers, office)
+            result.tickets[tid] = self._summarise(
+                waits[tid], aheads[tid], sid, servers, office, runs
+            )
         for ghost, sid in ghosts.items():
-            result.new[sid] = self._summarise(waits[ghost], aheads[ghost], sid, servers, office)
+            result.new[sid] = self._summarise(
+                waits[ghost], aheads[ghost], sid, servers, office, runs
+            )
         return result
 
     def _prepare(self, snapshot: Snapshot) -> _Office:
@@ -191,9 +202,7 @@ class Estimator:
             if held is None:
                 servers.append((counter.id, counter.services, None, None))
             elif held.status is TicketStatus.SERVING and held.started_at is not None:
-                servers.append(
-                    (counter.id, counter.services, now - held.started_at, held.service)
-                )
+                servers.append((counter.id, counter.services, now - held.started_at, held.service))
             else:
                 since = now - (held.called_at or now)
                 servers.append((counter.id, counter.services, -since - 1.0, held.service))
@@ -319,9 +328,10 @@ class Estimator:
         service: str,
         servers: dict[str, int],
         office: _Office,
+        runs: int,
     ) -> Estimate:
         count = servers.get(service, 0)
-        if len(waits) < max(3, self.runs // 4):
+        if len(waits) < max(3, runs // 4):
             # No open counter reaches this ticket: say what one counter would mean,
             # with a wide interval, rather than nothing.
             mean = office.times[service].mean if service in office.times else 600.0

@@ -66,9 +66,7 @@ class CancelReason(enum.StrEnum):
 
 def check_slug(kind: str, value: str) -> str:
     if not isinstance(value, str) or not SLUG.fullmatch(value):
-        raise InvalidInput(
-            f'{kind} id "{value}" must be 1-40 lowercase letters, digits or hyphens'
-        )
+        raise InvalidInput(f'{kind} id "{value}" must be 1-40 lowercase letters, digits or hyphens')
     return value
 
 

@@ -129,9 +129,7 @@ class QueueClient:
     async def put_service(
         self, office: str, service: Service, *, now: float, actor: str = SYSTEM
     ) -> Service:
-        result = await self._run(
-            "service_put", office, now, actor, json.dumps(service.to_redis())
-        )
+        result = await self._run("service_put", office, now, actor, json.dumps(service.to_redis()))
         return Service.from_redis(result["service"])
 
     # -- tickets --------------------------------------------------------------------------
@@ -195,9 +193,7 @@ class QueueClient:
     async def recall(self, office: str, ticket: str, *, now: float, actor: str = SYSTEM) -> Ticket:
         return await self._ticket_op("recall", office, ticket, now, actor)
 
-    async def no_show(
-        self, office: str, ticket: str, *, now: float, actor: str = SYSTEM
-    ) -> Ticket:
+    async def no_show(self, office: str, ticket: str, *, now: float, actor: str = SYSTEM) -> Ticket:
         return await self._ticket_op("no_show", office, ticket, now, actor)
 
     async def start(self, office: str, ticket: str, *, now: float, actor: str = SYSTEM) -> Ticket:

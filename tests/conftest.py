@@ -13,9 +13,9 @@ from redis.asyncio import Redis as AsyncRedis
 from starlette.applications import Starlette
 from starlette.datastructures import Secret
 
+from madoguchi.embedded import RedisServer, find_redis_server
 from madoguchi.queue.model import Office, Service, ServiceMode
 from madoguchi.queue.tickets import QueueClient
-from madoguchi.embedded import RedisServer, find_redis_server
 from madoguchi.settings import Settings
 from madoguchi.web.app import create_app
 
@@ -37,11 +37,12 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 
 @pytest.fixture
-def redis_url(redis_server: RedisServer) -> Iterator[str]:
+def redis_url(redis_server: RedisServer) -> str:
+    """The session's Redis, flushed for this test."""
     client = redis.Redis.from_url(redis_server.url)
     client.flushall()
     client.close()
-    yield redis_server.url
+    return redis_server.url
 
 
 @pytest.fixture
@@ -86,7 +87,6 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
                 return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listens on port {port} after {timeout} s")
-
 
 
 @pytest.fixture

@@ -6,11 +6,12 @@ import json
 
 import httpx
 import pytest
-from conftest import STAFF_TOKEN
 from redis.asyncio import Redis
 from starlette.applications import Starlette
 
 from madoguchi.queue import keys
+
+from conftest import STAFF_TOKEN
 
 BASE = "/api/v1/offices/kokurakita"
 
@@ -128,21 +129,63 @@ async def test_counter_operations_need_the_staff_token(client: httpx.AsyncClient
         ("POST", f"{BASE}/tickets", b"", {}, 400, "empty"),
         ("POST", f"{BASE}/tickets", b'{"service": 7}', {}, 422, '"service" must be a string'),
         ("POST", f"{BASE}/tickets", b'{"service": null}', {}, 422, '"service" is required'),
-        ("POST", f"{BASE}/tickets", b'{"service": "certs", "priority": "yes"}', {}, 422,
-         "true or false"),
-        ("POST", f"{BASE}/tickets", b'{"service": "certs", "channel": "fax"}', {}, 422,
-         "must be one of"),
-        ("POST", f"{BASE}/tickets", b'{"service": "certs", "name": "Ito"}', {}, 422,
-         'unknown field "name"'),
-        ("POST", f"{BASE}/tickets", b'{"service": "passports"}', {}, 404,
-         'service "passports" does not exist'),
+        (
+            "POST",
+            f"{BASE}/tickets",
+            b'{"service": "certs", "priority": "yes"}',
+            {},
+            422,
+            "true or false",
+        ),
+        (
+            "POST",
+            f"{BASE}/tickets",
+            b'{"service": "certs", "channel": "fax"}',
+            {},
+            422,
+            "must be one of",
+        ),
+        (
+            "POST",
+            f"{BASE}/tickets",
+            b'{"service": "certs", "name": "Ito"}',
+            {},
+            422,
+            'unknown field "name"',
+        ),
+        (
+            "POST",
+            f"{BASE}/tickets",
+            b'{"service": "passports"}',
+            {},
+            404,
+            'service "passports" does not exist',
+        ),
         ("POST", f"{BASE}/tickets", b'{"service": "Certs!"}', {}, 422, "lowercase"),
-        ("POST", "/api/v1/offices/atlantis/tickets", b'{"service": "certs"}', {}, 404,
-         'office "atlantis" does not exist'),
-        ("POST", f"{BASE}/tickets", b'{"service": "certs"}', {"Idempotency-Key": "a b"}, 422,
-         "idempotency key"),
-        ("POST", f"{BASE}/tickets", b'{"service": "certs"}', {"Content-Type": "text/plain"},
-         415, "application/json"),
+        (
+            "POST",
+            "/api/v1/offices/atlantis/tickets",
+            b'{"service": "certs"}',
+            {},
+            404,
+            'office "atlantis" does not exist',
+        ),
+        (
+            "POST",
+            f"{BASE}/tickets",
+            b'{"service": "certs"}',
+            {"Idempotency-Key": "a b"},
+            422,
+            "idempotency key",
+        ),
+        (
+            "POST",
+            f"{BASE}/tickets",
+            b'{"service": "certs"}',
+            {"Content-Type": "text/plain"},
+            415,
+            "application/json",
+        ),
         ("POST", f"{BASE}/tickets", b'{"service": "' + b"x" * 20_000 + b'"}', {}, 413, "limit"),
         ("GET", f"{BASE}/tickets/AAAAAAAAAAAAAAAAAAAAAA", b"", {}, 404, "no such ticket"),
         ("GET", f"{BASE}/tickets/../../etc", b"", {}, 404, ""),
@@ -150,18 +193,54 @@ async def test_counter_operations_need_the_staff_token(client: httpx.AsyncClient
         ("GET", "/api/v1/offices/ATLANTIS", b"", {}, 404, "does not exist"),
         ("DELETE", f"{BASE}/tickets/short", b"", {}, 404, "not a ticket id or token"),
         ("PUT", f"{BASE}/tickets", b"{}", {}, 405, "not allowed"),
-        ("POST", f"{BASE}/counters/c1/dance", b"", {"Authorization": f"Bearer {STAFF_TOKEN}"},
-         404, "no counter action"),
-        ("POST", f"{BASE}/counters/c1/open", b'{"services": "certs"}',
-         {"Authorization": f"Bearer {STAFF_TOKEN}"}, 422, "must be a list"),
-        ("POST", f"{BASE}/counters/c1/open", b'{"services": [1]}',
-         {"Authorization": f"Bearer {STAFF_TOKEN}"}, 422, "list of service ids"),
-        ("POST", f"{BASE}/counters/c1/open", b'{"services": ["nope"]}',
-         {"Authorization": f"Bearer {STAFF_TOKEN}"}, 404, 'service "nope"'),
-        ("POST", f"{BASE}/counters/c1/open", b"{}",
-         {"Authorization": f"Bearer {STAFF_TOKEN}"}, 422, "at least one service"),
-        ("POST", f"{BASE}/tickets/00000001/finish", b"",
-         {"Authorization": f"Bearer {STAFF_TOKEN}"}, 404, "does not exist"),
+        (
+            "POST",
+            f"{BASE}/counters/c1/dance",
+            b"",
+            {"Authorization": f"Bearer {STAFF_TOKEN}"},
+            404,
+            "no counter action",
+        ),
+        (
+            "POST",
+            f"{BASE}/counters/c1/open",
+            b'{"services": "certs"}',
+            {"Authorization": f"Bearer {STAFF_TOKEN}"},
+            422,
+            "must be a list",
+        ),
+        (
+            "POST",
+            f"{BASE}/counters/c1/open",
+            b'{"services": [1]}',
+            {"Authorization": f"Bearer {STAFF_TOKEN}"},
+            422,
+            "list of service ids",
+        ),
+        (
+            "POST",
+            f"{BASE}/counters/c1/open",
+            b'{"services": ["nope"]}',
+            {"Authorization": f"Bearer {STAFF_TOKEN}"},
+            404,
+            'service "nope"',
+        ),
+        (
+            "POST",
+            f"{BASE}/counters/c1/open",
+            b"{}",
+            {"Authorization": f"Bearer {STAFF_TOKEN}"},
+            422,
+            "at least one service",
+        ),
+        (
+            "POST",
+            f"{BASE}/tickets/00000001/finish",
+            b"",
+            {"Authorization": f"Bearer {STAFF_TOKEN}"},
+            404,
+            "does not exist",
+        ),
     ],
 )
 async def test_bad_input_gets_a_clear_4xx_and_changes_nothing(

@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-from conftest import T0, STAFF_TOKEN
 from starlette.datastructures import Secret
 
 from madoguchi.embedded import RedisServer, find_redis_server, free_port
-from madoguchi.web.app import create_app
 from madoguchi.settings import Settings
+from madoguchi.web.app import create_app
+
+from conftest import STAFF_TOKEN, T0
 
 
 async def test_api_answers_503_while_redis_is_down_and_recovers(tmp_path: Path) -> None:
@@ -29,9 +30,7 @@ async def test_api_answers_503_while_redis_is_down_and_recovers(tmp_path: Path) 
                 response = await http.get(path)
                 assert response.status_code == 503, path
                 assert "unreachable" in response.json()["error"]["message"]
-            taken = await http.post(
-                "/api/v1/offices/kokurakita/tickets", json={"service": "certs"}
-            )
+            taken = await http.post("/api/v1/offices/kokurakita/tickets", json={"service": "certs"})
             assert taken.status_code == 503
             assert (await http.get("/livez")).status_code == 200
             server.start()

@@ -16,7 +16,7 @@ from ..queue.tickets import TICKET_ID, QueueClient
 from ..queue.waits import WaitBoard
 from . import views
 from .auth import require_staff
-from .bodies import field, only, read_json
+from .bodies import get, maybe, need, only, read_json
 from .exceptions import Unprocessable
 from .openapi import document
 
@@ -60,7 +60,9 @@ def _enum(value: str | None, kind: type[Channel] | type[CancelReason], name: str
         return kind(value)
     except ValueError:
         choices = ", ".join(member.value for member in kind)
-        raise Unprocessable(f'field "{name}" must be one of {choices}, not "{value[:40]}"') from None
+        raise Unprocessable(
+            f'field "{name}" must be one of {choices}, not "{value[:40]}"'
+        ) from None
 
 
 def _instant(value: str | None, name: str) -> float | None:
@@ -103,23 +105,22 @@ async def take_ticket(request: Request) -> JSONResponse:
     office = _path(request, "office", "office")
     body = await read_json(request, _limit(request))
     only(body, {"service", "channel", "priority", "appointment_at", "idempotency_key"})
-    service = field(body, "service", str, required=True)
-    channel = _enum(field(body, "channel", str), Channel, "channel") or Channel.WEB
-    priority = field(body, "priority", bool, False)
-    appointment_at = _instant(field(body, "appointment_at", str), "appointment_at")
-    key = request.headers.get("idempotency-key") or field(body, "idempotency_key", str)
+    service = need(body, "service", str)
+    channel = _enum(maybe(body, "channel", str), Channel, "channel") or Channel.WEB
+    priority = get(body, "priority", bool, False)
+    appointment_at = _instant(maybe(body, "appointment_at", str), "appointment_at")
+    key = request.headers.get("idempotency-key") or maybe(body, "idempotency_key", str)
     actor = "resident"
     if priority or appointment_at is not None or channel not in PUBLIC_CHANNELS:
         # Priority, appointments and reception tickets are given by staff.
         actor = require_staff(request)
-    assert service is not None
     await _queue(request).office(office)
     issued = await _queue(request).issue(
         office,
         service,
         now=_now(request),
         channel=channel,
-        priority=bool(priority),
+        priority=priority,
         appointment_at=appointment_at,
         idempotency_key=key,
         actor=actor,
@@ -160,12 +161,11 @@ async def ticket_action(request: Request) -> JSONResponse:
     body = await read_json(request, _limit(request), required=False)
     if action == "transfer":
         only(body, {"service"})
-        service = field(body, "service", str, required=True)
-        assert service is not None
+        service = need(body, "service", str)
         ticket = await queue.transfer(office, ref, service, now=now, actor=actor)
     elif action == "cancel":
         only(body, {"reason"})
-        reason = _enum(field(body, "reason", str), CancelReason, "reason")
+        reason = _enum(maybe(body, "reason", str), CancelReason, "reason")
         ticket = await queue.cancel(
             office, ref, now=now, reason=reason or CancelReason.RESIDENT, actor=actor
         )
@@ -187,9 +187,7 @@ async def counter_action(request: Request) -> JSONResponse:
     counter = _path(request, "counter", "counter")
     action = request.path_params["action"]
     if action not in COUNTER_ACTIONS:
-        raise NotFound(
-            f'no counter action "{action[:40]}"; there are {", ".join(COUNTER_ACTIONS)}'
-        )
+        raise NotFound(f'no counter action "{action[:40]}"; there are {", ".join(COUNTER_ACTIONS)}')
     queue = _queue(request)
     now = _now(request)
     body = await read_json(request, _limit(request), required=False)
@@ -201,12 +199,13 @@ async def counter_action(request: Request) -> JSONResponse:
         return await _ticket_response(request, office, ticket, with_token=False)
     if action == "open":
         only(body, {"services", "name"})
-        services = field(body, "services", list, [])
-        name = field(body, "name", str, "")
-        assert services is not None and name is not None
+        services = get(body, "services", list, [])
+        name = get(body, "name", str, "")
         if not all(isinstance(s, str) for s in services):
             raise Unprocessable('field "services" must be a list of service ids')
-        result = await queue.open_counter(office, counter, services, now=now, name=name, actor=actor)
+        result = await queue.open_counter(
+            office, counter, services, now=now, name=name, actor=actor
+        )
     elif action == "pause":
         only(body, set())
         result = await queue.pause_counter(office, counter, now=now, actor=actor)

@@ -44,15 +44,10 @@ async def read_json(request: Request, limit: int, *, required: bool = True) -> d
     return value
 
 
-def field(
-    body: dict[str, Any], name: str, kind: type[T], default: T | None = None, *, required: bool = False
-) -> T | None:
-    """Field ``name`` of ``body``, checked to be of ``kind`` (``None`` counts as absent)."""
+def _check(body: dict[str, Any], name: str, kind: type[T]) -> T | None:
     value = body.get(name)
     if value is None:
-        if required:
-            raise Unprocessable(f'field "{name}" is required')
-        return default
+        return None
     # bool is an int in Python; JSON true must not pass for a number, nor 1 for a bool.
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
@@ -62,6 +57,25 @@ def field(
             f'field "{name}" must be {expected.get(kind, kind.__name__)}, '
             f"not {json.dumps(value)[:40]}"
         )
+    return value
+
+
+def maybe(body: dict[str, Any], name: str, kind: type[T]) -> T | None:
+    """Field ``name``, checked to be of ``kind``; ``None`` when absent or null."""
+    return _check(body, name, kind)
+
+
+def get(body: dict[str, Any], name: str, kind: type[T], default: T) -> T:
+    """Field ``name``, checked to be of ``kind``; ``default`` when absent or null."""
+    value = _check(body, name, kind)
+    return default if value is None else value
+
+
+def need(body: dict[str, Any], name: str, kind: type[T]) -> T:
+    """Field ``name``, checked to be of ``kind``; refused when absent or null."""
+    value = _check(body, name, kind)
+    if value is None:
+        raise Unprocessable(f'field "{name}" is required')
     return value
 
 

@@ -40,7 +40,7 @@ TICKET = {
     "schema": {"type": "string"},
 }
 COUNTER = {"name": "counter", "in": "path", "required": True, "schema": {"type": "string"}}
-STAFF = [{"staffToken": []}]
+STAFF: list[dict[str, list[str]]] = [{"staffToken": []}]
 
 SCHEMAS: dict[str, Any] = {
     "Error": {

@@ -89,9 +89,7 @@ def service(value: Service, board: Board) -> dict[str, Any]:
         "active": value.active,
         "waiting": sum(len(line) for line in lines.values()),
         "open_counters": sum(
-            1
-            for c in board.snapshot.counters
-            if c.state.value == "open" and value.id in c.services
+            1 for c in board.snapshot.counters if c.state.value == "open" and value.id in c.services
         ),
         "estimate_for_new_ticket": estimate(board.estimates.new.get(value.id)),
     }
