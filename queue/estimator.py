@@ -45,7 +45,7 @@ PATIENCE_PRIOR_SECONDS = 4 * 3600.0
 #: Simulated tickets per estimate (runs x waiting tickets) above which runs are cut.
 RUN_BUDGET = 12_000
 #: Widening of the simulated 10-90 % range for what the model leaves out.
-WIDEN_LOW, WIDEN_HIGH, WIDEN_SECONDS = 0.85, 1.15, 60.0
+WIDEN_LOW, WIDEN_HIGH, WIDEN_SECONDS = 0.9, 1.1, 30.0
 
 
 @dataclass
@@ -130,7 +130,10 @@ class Estimator:
         office = self._prepare(snapshot)
         waiting = [tid for line in office.lines.values() for kind in LINES for tid, _ in line[kind]]
         ghosts = {f"new:{sid}": sid for sid in snapshot.services}
-        seed = hashlib.sha256(f"{snapshot.last_event}|{snapshot.at:.0f}".encode()).digest()
+        # The same state always gets the same estimates (a resident who reloads sees
+        # the same numbers, and a replay gives the same figures every time).
+        state = f"{snapshot.office.id}|{snapshot.at:.3f}|{','.join(sorted(waiting))}"
+        seed = hashlib.sha256(state.encode()).digest()
         rng = random.Random(seed)
         waits: dict[str, list[float]] = {tid: [] for tid in [*waiting, *ghosts]}
         aheads: dict[str, list[int]] = {tid: [] for tid in waits}

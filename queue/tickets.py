@@ -270,7 +270,11 @@ class QueueClient:
     async def snapshot(self, office: str, *, now: float) -> Snapshot:
         """The office's whole queue state, read atomically."""
         raw = await self._run("snapshot", office, now, SYSTEM)
-        services = {s["id"]: Service.from_redis(s) for s in _lists(raw["services"])}
+        # Sorted, so that the same state always reads the same (Redis sets have no order).
+        services = {
+            s["id"]: Service.from_redis(s)
+            for s in sorted(_lists(raw["services"]), key=lambda s: str(s["id"]))
+        }
         counters = [Counter.from_redis(c) for c in _lists(raw["counters"])]
         held = {
             c["id"]: Ticket.from_redis(c["ticket"])
@@ -279,7 +283,7 @@ class QueueClient:
         }
         lines = {
             sid: {kind: _pairs(flat) for kind, flat in line.items()}
-            for sid, line in (raw["lines"] or {}).items()
+            for sid, line in sorted((raw["lines"] or {}).items())
         }
         history = {
             sid: [float(x) for x in _lists(times)] for sid, times in (raw["history"] or {}).items()
