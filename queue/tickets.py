@@ -235,28 +235,30 @@ class QueueClient:
         actor: str = SYSTEM,
     ) -> Counter:
         """Open (or resume) a counter; with ``services``, also set what it serves."""
-        check_slug("counter", counter)
         for service in services:
             check_slug("service", service)
         if len(name) > 40:
             raise InvalidInput(f'counter name "{name[:40]}…" is longer than 40 characters')
-        result = await self._run(
-            "counter_open", office, now, actor, counter, ",".join(dict.fromkeys(services)), name
-        )
-        return Counter.from_redis(result["counter"])
+        csv = ",".join(dict.fromkeys(services))
+        return await self._counter_op("counter_open", office, counter, now, actor, csv, name)
 
     async def pause_counter(
         self, office: str, counter: str, *, now: float, actor: str = SYSTEM
     ) -> Counter:
-        check_slug("counter", counter)
-        result = await self._run("counter_pause", office, now, actor, counter)
-        return Counter.from_redis(result["counter"])
+        """Stop calling tickets at an open counter until it is opened again."""
+        return await self._counter_op("counter_pause", office, counter, now, actor)
 
     async def close_counter(
         self, office: str, counter: str, *, now: float, actor: str = SYSTEM
     ) -> Counter:
+        """Close a counter; refused while it holds a ticket."""
+        return await self._counter_op("counter_close", office, counter, now, actor)
+
+    async def _counter_op(
+        self, name: str, office: str, counter: str, now: float, actor: str, *args: str
+    ) -> Counter:
         check_slug("counter", counter)
-        result = await self._run("counter_close", office, now, actor, counter)
+        result = await self._run(name, office, now, actor, counter, *args)
         return Counter.from_redis(result["counter"])
 
     # -- reading ----------------------------------------------------------------------------

@@ -48,6 +48,13 @@ def _path(request: Request, name: str, kind: str) -> str:
     return value
 
 
+def _action(request: Request, allowed: tuple[str, ...], kind: str) -> str:
+    action: str = request.path_params["action"]
+    if action not in allowed:
+        raise NotFound(f'no {kind} action "{action[:40]}"; there are {", ".join(allowed)}')
+    return action
+
+
 def _limit(request: Request) -> int:
     limit: int = request.app.state.settings.max_body_bytes
     return limit
@@ -153,9 +160,7 @@ async def ticket_action(request: Request) -> JSONResponse:
     actor = require_staff(request)
     office = _path(request, "office", "office")
     ref = request.path_params["ticket"]
-    action = request.path_params["action"]
-    if action not in TICKET_ACTIONS:
-        raise NotFound(f'no ticket action "{action[:40]}"; there are {", ".join(TICKET_ACTIONS)}')
+    action = _action(request, TICKET_ACTIONS, "ticket")
     queue = _queue(request)
     now = _now(request)
     body = await read_json(request, _limit(request), required=False)
@@ -185,9 +190,7 @@ async def counter_action(request: Request) -> JSONResponse:
     actor = require_staff(request)
     office = _path(request, "office", "office")
     counter = _path(request, "counter", "counter")
-    action = request.path_params["action"]
-    if action not in COUNTER_ACTIONS:
-        raise NotFound(f'no counter action "{action[:40]}"; there are {", ".join(COUNTER_ACTIONS)}')
+    action = _action(request, COUNTER_ACTIONS, "counter")
     queue = _queue(request)
     now = _now(request)
     body = await read_json(request, _limit(request), required=False)

@@ -132,6 +132,7 @@ SCHEMAS: dict[str, Any] = {
             "ticket": {"type": ["string", "null"]},
         },
     },
+    "CounterEnvelope": {"type": "object", "properties": {"counter": _ref("Counter")}},
     "OfficeSummary": {
         "type": "object",
         "properties": {
@@ -170,34 +171,33 @@ SCHEMAS: dict[str, Any] = {
 }
 
 
-def _ticket_action(summary: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+def _action(
+    summary: str,
+    parameters: list[dict[str, Any]],
+    result: str,
+    body: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A staff operation: POST, bearer token, an optional JSON body."""
     operation: dict[str, Any] = {
         "summary": summary,
         "security": STAFF,
-        "parameters": [OFFICE, TICKET],
+        "parameters": parameters,
         "responses": {
-            "200": _json(_ref("TicketEnvelope"), "The ticket after the change."),
+            "200": _json(_ref(result), "The result of the change."),
             **_errors(400, 401, 404, 409, 413, 422, 503),
         },
     }
     if body is not None:
-        operation["requestBody"] = {"required": True, "content": {"application/json": body}}
+        operation["requestBody"] = {"content": {"application/json": {"schema": body}}}
     return {"post": operation}
+
+
+def _ticket_action(summary: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    return _action(summary, [OFFICE, TICKET], "TicketEnvelope", body)
 
 
 def _counter_action(summary: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    operation: dict[str, Any] = {
-        "summary": summary,
-        "security": STAFF,
-        "parameters": [OFFICE, COUNTER],
-        "responses": {
-            "200": _json(_ref("Counter"), "The counter after the change."),
-            **_errors(400, 401, 404, 409, 413, 422, 503),
-        },
-    }
-    if body is not None:
-        operation["requestBody"] = {"required": False, "content": {"application/json": body}}
-    return {"post": operation}
+    return _action(summary, [OFFICE, COUNTER], "CounterEnvelope", body)
 
 
 @cache
@@ -290,48 +290,34 @@ def document() -> dict[str, Any]:
             f"{base}/tickets/{{ticket}}/transfer": _ticket_action(
                 "Move a ticket to another service, keeping its place",
                 {
-                    "schema": {
-                        "type": "object",
-                        "required": ["service"],
-                        "properties": {"service": {"type": "string"}},
-                    }
+                    "type": "object",
+                    "required": ["service"],
+                    "properties": {"service": {"type": "string"}},
                 },
             ),
             f"{base}/tickets/{{ticket}}/cancel": _ticket_action(
                 "Cancel a ticket (for the resident, or as abandoned)",
                 {
-                    "schema": {
-                        "type": "object",
-                        "properties": {"reason": {"enum": ["resident", "abandoned"]}},
-                    }
+                    "type": "object",
+                    "properties": {"reason": {"enum": ["resident", "abandoned"]}},
                 },
             ),
             f"{base}/counters/{{counter}}/open": _counter_action(
                 "Open or resume a counter, or change its services",
                 {
-                    "schema": {
-                        "type": "object",
-                        "properties": {
-                            "services": {"type": "array", "items": {"type": "string"}},
-                            "name": {"type": "string", "maxLength": 40},
-                        },
-                    }
+                    "type": "object",
+                    "properties": {
+                        "services": {"type": "array", "items": {"type": "string"}},
+                        "name": {"type": "string", "maxLength": 40},
+                    },
                 },
             ),
             f"{base}/counters/{{counter}}/pause": _counter_action("Pause a counter"),
             f"{base}/counters/{{counter}}/close": _counter_action("Close a counter"),
-            f"{base}/counters/{{counter}}/call-next": {
-                "post": {
-                    "summary": "Call the counter's next ticket",
-                    "security": STAFF,
-                    "parameters": [OFFICE, COUNTER],
-                    "responses": {
-                        "200": _json(
-                            _ref("TicketEnvelope"), "The called ticket, or null when none waits."
-                        ),
-                        **_errors(401, 404, 409, 503),
-                    },
-                }
-            },
+            f"{base}/counters/{{counter}}/call-next": _action(
+                "Call the counter's next ticket (the ticket is null when none waits)",
+                [OFFICE, COUNTER],
+                "TicketEnvelope",
+            ),
         },
     }

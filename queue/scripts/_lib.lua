@@ -151,6 +151,29 @@ local function need_ticket(o, allowed)
     table.concat(allowed, ' or '))
 end
 
+-- The counter ARGV[4], in one of the allowed states; or nil and the error.
+local function need_counter(o, allowed)
+  local cid = ARGV[4]
+  local c = counter(cid)
+  if c == nil then
+    return nil, fail('not_found', 'counter "' .. cid .. '" does not exist at office "' .. o.id .. '"')
+  end
+  for _, state in ipairs(allowed) do
+    if c.state == state then return c, nil end
+  end
+  return nil, fail('wrong_state', 'counter "' .. cid .. '" is ' .. c.state .. ', not ' ..
+    table.concat(allowed, ' or '))
+end
+
+-- The error for a counter that still holds a ticket, or nil when it holds none.
+local function holding(c)
+  if c.current == '' then return nil end
+  local held = ticket(c.current)
+  if held == nil then return nil end
+  return fail('busy', 'counter "' .. c.id .. '" still has ticket ' .. held.number .. ' (' ..
+    held.status .. '): finish it, mark it a no-show or transfer it first')
+end
+
 local function ok(o, t, event_id, extra)
   local out = {ok = true, event = event_id}
   if t ~= nil then

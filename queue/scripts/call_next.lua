@@ -4,17 +4,11 @@
 -- across every service the counter serves.
 local o = office()
 if o == nil then return no_office() end
-local cid = ARGV[4]
-local c = counter(cid)
-if c == nil then return fail('not_found', 'counter "' .. cid .. '" does not exist at office "' .. o.id .. '"') end
-if c.state ~= 'open' then return fail('wrong_state', 'counter "' .. cid .. '" is ' .. c.state .. ', not open') end
-if c.current ~= '' then
-  local held = ticket(c.current)
-  if held ~= nil then
-    return fail('busy', 'counter "' .. cid .. '" still has ticket ' .. held.number .. ' (' .. held.status ..
-      '): finish it, mark it a no-show or transfer it first')
-  end
-end
+local c, err = need_counter(o, {'open'})
+if err then return err end
+local cid = c.id
+err = holding(c)
+if err then return err end
 local function head(kind, limit)
   local best_id, best_score = nil, nil
   for _, sid in ipairs(split(c.services)) do
