@@ -1,7 +1,8 @@
 """The Starlette application, assembled in one factory.
 
 ``uvicorn --factory madoguchi.web.app:create_app`` runs it. The lifespan owns the
-long-lived resources: the Redis connection pool and the queue client built on it.
+long-lived resources: the Redis connection pool, the queue client built on it, and
+the event hub's one subscription to every office's live channel.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from ..queue.waits import WaitBoard
 from ..settings import Settings, load_settings
 from . import api, metrics
 from .exceptions import HTTPError
+from .live import EventHub
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +103,8 @@ def create_app(
         queue = QueueClient(redis, settings)
         app.state.redis = redis
         app.state.queue = queue
+        app.state.events = hub = EventHub(redis)
+        hub.start()
         app.state.waits = WaitBoard(
             queue, Estimator(settings), interval=settings.estimate_interval, clock=clock
         )
@@ -108,6 +112,7 @@ def create_app(
         try:
             yield
         finally:
+            await hub.stop()
             await redis.aclose()
 
     app = Starlette(
