@@ -128,7 +128,7 @@ class EventHub:
                     self.publish_locally(event)
         finally:
             with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
-                await pubsub.aclose()
+                await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
 
 
 def _drop(listener: Listener) -> None:
