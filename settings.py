@@ -47,6 +47,10 @@ class Settings:
     default_service_seconds: float = 600.0
     #: Monte Carlo runs behind each wait estimate.
     estimate_samples: int = 64
+    #: A staff session ends after this many seconds without a request.
+    session_idle_seconds: int = 30 * 60
+    #: A staff session ends this many seconds after sign-in, however busy.
+    session_absolute_seconds: int = 12 * 3600
     #: Least real time between two recomputations of an office's estimates, in seconds.
     estimate_interval: float = 0.5
     #: ``always`` or ``everysec``: how often the embedded Redis syncs its append-only file.
@@ -121,6 +125,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         estimate_samples=config(
             "MADOGUCHI_ESTIMATE_SAMPLES", cast=int, default=defaults.estimate_samples
+        ),
+        session_idle_seconds=config(
+            "MADOGUCHI_SESSION_IDLE_SECONDS", cast=int, default=defaults.session_idle_seconds
+        ),
+        session_absolute_seconds=config(
+            "MADOGUCHI_SESSION_ABSOLUTE_SECONDS",
+            cast=int,
+            default=defaults.session_absolute_seconds,
         ),
         estimate_interval=config(
             "MADOGUCHI_ESTIMATE_INTERVAL", cast=float, default=defaults.estimate_interval

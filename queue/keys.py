@@ -93,3 +93,30 @@ def contact(office: str, ticket_id: str) -> str:
 
 def idempotency(office: str, key: str) -> str:
     return office_prefix(office) + f"idem:{key}"
+
+
+# -- staff accounts and sessions (not office data: no hash tag) -------------------------
+
+
+def staff_account(username: str) -> str:
+    return f"mg:staff:{username}"
+
+
+def staff_accounts() -> str:
+    """The set of every staff username."""
+    return "mg:staff"
+
+
+def staff_sessions(username: str) -> str:
+    """The set of a staff member's live session ids, so that all can be ended at once."""
+    return f"mg:staff:{username}:sessions"
+
+
+def session(session_id_hash: str) -> str:
+    """A session, under the hash of its id (a leaked key list does not leak sessions)."""
+    return f"mg:session:{session_id_hash}"
+
+
+def signin_failures(subject: str) -> str:
+    """Failed sign-ins of a username or an address, counted for throttling."""
+    return f"mg:throttle:signin:{subject}"

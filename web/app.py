@@ -11,6 +11,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from urllib.parse import quote
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -21,7 +22,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from ..queue.estimator import Estimator
@@ -29,9 +30,12 @@ from ..queue.exceptions import QueueError
 from ..queue.tickets import QueueClient
 from ..queue.waits import WaitBoard
 from ..settings import Settings, load_settings
-from . import api, metrics
-from .exceptions import HTTPError
+from . import api, metrics, pages, staff
+from .accounts import AccountStore
+from .exceptions import HTTPError, Unauthorized
 from .live import EventHub
+from .security import SecurityHeaders
+from .sessions import SessionStore
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +54,15 @@ async def on_queue_error(request: Request, exc: Exception) -> Response:
 
 async def on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPError)
+    if isinstance(exc, Unauthorized) and _wants_page(request):
+        # A person at a browser is sent to sign in, and brought back afterwards.
+        target = quote(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
+        return RedirectResponse(f"/staff/signin?next={target}", status_code=303)
     return _error(exc.status, exc.code, exc.message)
+
+
+def _wants_page(request: Request) -> bool:
+    return request.method == "GET" and not request.url.path.startswith("/api/")
 
 
 async def on_starlette_error(request: Request, exc: Exception) -> Response:
@@ -103,6 +115,12 @@ def create_app(
         queue = QueueClient(redis, settings)
         app.state.redis = redis
         app.state.queue = queue
+        app.state.accounts = AccountStore(redis)
+        app.state.sessions = SessionStore(
+            redis,
+            idle_seconds=settings.session_idle_seconds,
+            absolute_seconds=settings.session_absolute_seconds,
+        )
         app.state.events = hub = EventHub(redis)
         hub.start()
         app.state.waits = WaitBoard(
@@ -121,8 +139,13 @@ def create_app(
             Route("/readyz", readyz, methods=["GET"]),
             *metrics.routes,
             *api.routes,
+            *staff.routes,
+            pages.static,
         ],
-        middleware=[Middleware(metrics.LatencyMiddleware, metrics=registry)],
+        middleware=[
+            Middleware(metrics.LatencyMiddleware, metrics=registry),
+            Middleware(SecurityHeaders),
+        ],
         exception_handlers={
             QueueError: on_queue_error,
             HTTPError: on_http_error,
@@ -133,6 +156,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.templates = pages.environment()
     app.state.metrics = registry
     app.state.clock = clock
     return app
