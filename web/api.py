@@ -120,7 +120,7 @@ async def take_ticket(request: Request) -> JSONResponse:
     actor = "resident"
     if priority or appointment_at is not None or channel not in PUBLIC_CHANNELS:
         # Priority, appointments and reception tickets are given by staff.
-        actor = require_staff(request)
+        actor = await require_staff(request, office)
     await _queue(request).office(office)
     issued = await _queue(request).issue(
         office,
@@ -141,7 +141,8 @@ async def read_ticket(request: Request) -> JSONResponse:
     office = _path(request, "office", "office")
     ref = request.path_params["ticket"]
     if TICKET_ID.fullmatch(ref):
-        require_staff(request)  # ids are sequential: only staff may look tickets up by id
+        # Ticket ids are sequential: only staff may look tickets up by id.
+        await require_staff(request, office)
     ticket = await _queue(request).ticket(office, ref, now=_now(request))
     return await _ticket_response(request, office, ticket, with_token=True)
 
@@ -151,14 +152,14 @@ async def cancel_ticket(request: Request) -> JSONResponse:
     office = _path(request, "office", "office")
     ref = request.path_params["ticket"]
     if TICKET_ID.fullmatch(ref):
-        require_staff(request)
+        await require_staff(request, office)
     ticket = await _queue(request).cancel(office, ref, now=_now(request), actor="resident")
     return await _ticket_response(request, office, ticket, with_token=False)
 
 
 async def ticket_action(request: Request) -> JSONResponse:
-    actor = require_staff(request)
     office = _path(request, "office", "office")
+    actor = await require_staff(request, office)
     ref = request.path_params["ticket"]
     action = _action(request, TICKET_ACTIONS, "ticket")
     queue = _queue(request)
@@ -187,8 +188,8 @@ async def ticket_action(request: Request) -> JSONResponse:
 
 
 async def counter_action(request: Request) -> JSONResponse:
-    actor = require_staff(request)
     office = _path(request, "office", "office")
+    actor = await require_staff(request, office)
     counter = _path(request, "counter", "counter")
     action = _action(request, COUNTER_ACTIONS, "counter")
     queue = _queue(request)

@@ -30,7 +30,7 @@ from ..queue.exceptions import QueueError
 from ..queue.tickets import QueueClient
 from ..queue.waits import WaitBoard
 from ..settings import Settings, load_settings
-from . import api, metrics, pages, staff
+from . import admin, api, console, metrics, pages, staff, stats, supervisor
 from .accounts import AccountStore
 from .exceptions import HTTPError, Unauthorized
 from .live import EventHub
@@ -140,6 +140,10 @@ def create_app(
             *metrics.routes,
             *api.routes,
             *staff.routes,
+            *console.routes,
+            *supervisor.routes,
+            *admin.routes,
+            *stats.routes,
             pages.static,
         ],
         middleware=[

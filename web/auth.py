@@ -1,4 +1,10 @@
-"""The staff bearer token that guards counter operations until staff sign-in exists."""
+"""Who may run staff operations of the API: a signed-in staff member of the office.
+
+A browser (the counter console) sends its session cookie and, on every state-changing
+request, the session's CSRF token in ``X-CSRF-Token``. The temporary bearer token of
+the foundation (``MADOGUCHI_STAFF_TOKEN``) is still accepted while the tools that use
+it move to sessions.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +12,26 @@ import secrets
 
 from starlette.requests import Request
 
-from .exceptions import Forbidden, Unauthorized
+from .exceptions import Unauthorized
+from .security import check_csrf, require
+
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
-def require_staff(request: Request) -> str:
-    """Refuse the request unless it carries the staff token; return the actor name."""
-    expected = str(request.app.state.settings.staff_token)
-    if not expected:
-        raise Forbidden("staff operations are disabled: set MADOGUCHI_STAFF_TOKEN to enable them")
+async def require_staff(request: Request, office: str | None = None) -> str:
+    """Refuse the request unless it comes from staff (of ``office``); return the actor."""
     header = request.headers.get("authorization", "")
-    scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not given:
-        raise Unauthorized('send the staff token as "Authorization: Bearer <token>"')
-    if not secrets.compare_digest(given.strip().encode(), expected.encode()):
-        raise Unauthorized("the staff token is not valid")
-    return "staff-token"
+    if header:
+        expected = str(request.app.state.settings.staff_token)
+        scheme, _, given = header.partition(" ")
+        if (
+            not expected
+            or scheme.lower() != "bearer"
+            or not secrets.compare_digest(given.strip().encode(), expected.encode())
+        ):
+            raise Unauthorized("the staff token is not valid")
+        return "staff-token"
+    staff = await require(request, office=office)
+    if request.method not in SAFE_METHODS:
+        check_csrf(request, staff)
+    return staff.actor
