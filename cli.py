@@ -1,4 +1,4 @@
-"""The ``madoguchi`` command: ``serve``, ``demo``, ``worker`` and ``replay``.
+"""The ``madoguchi`` command: ``serve``, ``demo``, ``worker``, ``replay`` and ``admin``.
 
 ``serve`` runs everything on one machine. When ``REDIS_URL`` is unset it starts an
 embedded Redis under the data directory, then the web process (uvicorn) and the
@@ -21,7 +21,6 @@ import dataclasses
 import fcntl
 import logging
 import os
-import secrets
 import signal
 import socket
 import subprocess
@@ -42,11 +41,12 @@ from redis.asyncio import Redis as AsyncRedis
 from rq import Worker
 from rq.serializers import JSONSerializer
 
-from . import __version__, demo
+from . import __version__, admin, demo
 from .embedded import EmbeddedRedisError, RedisServer, find_redis_server, port_is_free
-from .queue.jobs import job_queue, schedule_close_past_days
+from .queue.jobs import job_queue, schedule_close_past_days, schedule_roll_up_past_days
 from .queue.tickets import QueueClient
 from .settings import Settings, load_settings
+from .web.accounts import AccountStore, password_hasher
 
 log = logging.getLogger(__name__)
 
@@ -184,25 +184,33 @@ def serve(settings: Settings, *, with_demo: bool = False) -> int:
     stop.install()
     try:
         with _redis(settings) as backend:
-            staff_token = str(settings.staff_token)
             if with_demo:
                 try:
                     asyncio.run(_seed_demo(backend.url, settings))
                 except (RedisConnectionError, RedisTimeoutError) as exc:
                     raise SetupError(f"cannot reach Redis to seed the demo: {exc}") from None
-                staff_token = staff_token or secrets.token_urlsafe(24)
             if stop.requested:
                 return 0
-            return _supervise(settings, backend, staff_token, stop, with_demo=with_demo)
+            return _supervise(settings, backend, stop, with_demo=with_demo)
     except SetupError as exc:
         print(f"madoguchi: {exc}", file=sys.stderr)
         return USAGE_ERROR
 
 
+#: What ``serve`` says when another one holds the data directory.
+SERVE_BUSY = (
+    "{data_dir} is in use by another madoguchi serve: stop it, or choose another --data-dir"
+)
+
+
 @contextmanager
-def _redis(settings: Settings) -> Iterator[Backend]:
-    """The Redis to use: ``REDIS_URL``, or an embedded one started for the duration."""
-    if not port_is_free(settings.host, settings.port):
+def _redis(settings: Settings, *, web: bool = True, busy: str = SERVE_BUSY) -> Iterator[Backend]:
+    """The Redis to use: ``REDIS_URL``, or an embedded one started for the duration.
+
+    ``web``: the web port must be free too. ``busy``: what to say when a ``serve``
+    holds the data directory (``{data_dir}`` is filled in).
+    """
+    if web and not port_is_free(settings.host, settings.port):
         raise SetupError(
             f"port {settings.port} on {settings.host} is taken: stop what uses it, "
             "or choose another with --port"
@@ -215,7 +223,7 @@ def _redis(settings: Settings) -> Iterator[Backend]:
         binary = _redis_binary(settings)
     except EmbeddedRedisError as exc:
         raise SetupError(str(exc)) from None
-    with _locked(data_dir):
+    with _locked(data_dir, busy):
         server = RedisServer(
             binary=binary,
             data_dir=data_dir / "redis",
@@ -250,17 +258,14 @@ def _redis_binary(settings: Settings) -> Path:
 
 
 @contextmanager
-def _locked(data_dir: Path) -> Iterator[None]:
+def _locked(data_dir: Path, busy: str = SERVE_BUSY) -> Iterator[None]:
     """Hold the data directory, so that two embedded Redis never share one append-only file."""
     data_dir.mkdir(parents=True, exist_ok=True)
     with (data_dir / "serve.lock").open("w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise SetupError(
-                f"{data_dir} is in use by another madoguchi serve: stop it, "
-                "or choose another --data-dir"
-            ) from None
+            raise SetupError(busy.format(data_dir=data_dir)) from None
         yield
 
 
@@ -276,23 +281,24 @@ def _blocked(signum: signal.Signals) -> Iterator[None]:
 
 async def _seed_demo(redis_url: str, settings: Settings) -> demo.Seeded:
     redis = AsyncRedis.from_url(redis_url, decode_responses=True)
+    hasher = password_hasher(settings.password_hash_memory_kib, settings.password_hash_time_cost)
     try:
-        return await demo.seed(QueueClient(redis, settings), now=time.time())
+        seeded = await demo.seed(QueueClient(redis, settings), now=time.time())
+        await demo.seed_accounts(AccountStore(redis, hasher=hasher))
+        return seeded
     finally:
         await redis.aclose()
 
 
-def _supervise(
-    settings: Settings, backend: Backend, staff_token: str, stop: StopRequest, *, with_demo: bool
-) -> int:
-    environ = _child_environment(settings, backend.url, staff_token)
+def _supervise(settings: Settings, backend: Backend, stop: StopRequest, *, with_demo: bool) -> int:
+    environ = _child_environment(settings, backend.url)
     children = [
         _start("web", _web_command(settings), environ),
         _start("worker", [sys.executable, "-m", "madoguchi.cli", "worker"], environ),
     ]
     try:
         if _wait_until_listening(settings, backend, children, stop):
-            _print_welcome(settings, backend.url, staff_token, with_demo=with_demo)
+            _print_welcome(settings, backend.url, with_demo=with_demo)
             while not stop.wait(POLL_INTERVAL):
                 _check(backend, children)
     except ProcessFailure as exc:
@@ -328,7 +334,7 @@ def _web_command(settings: Settings) -> list[str]:
     ]
 
 
-def _child_environment(settings: Settings, redis_url: str, staff_token: str) -> dict[str, str]:
+def _child_environment(settings: Settings, redis_url: str) -> dict[str, str]:
     """The environment of the web and worker processes: ours, plus what ``serve`` decided.
 
     The children read their settings from it with their own ``load_settings``.
@@ -341,8 +347,6 @@ def _child_environment(settings: Settings, redis_url: str, staff_token: str) -> 
         MADOGUCHI_DATA_DIR=str(settings.data_dir.resolve()),
         MADOGUCHI_LOG_LEVEL=settings.log_level,
     )
-    if staff_token:
-        environ["MADOGUCHI_STAFF_TOKEN"] = staff_token
     return environ
 
 
@@ -385,9 +389,7 @@ def _local_host(host: str) -> str:
     return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # noqa: S104
 
 
-def _print_welcome(
-    settings: Settings, redis_url: str, staff_token: str, *, with_demo: bool
-) -> None:
+def _print_welcome(settings: Settings, redis_url: str, *, with_demo: bool) -> None:
     host = _local_host(settings.host)
     base = f"http://{f'[{host}]' if ':' in host else host}:{settings.port}"
     lines = [
@@ -398,10 +400,16 @@ def _print_welcome(
         f"  Redis:          {_redacted(redis_url)}",
     ]
     if with_demo:
-        # Only the demo shows the staff token: serve's is the operator's own secret.
         lines[2:2] = [f"  one office:     {base}/api/v1/offices/kokurakita"]
         lines += [
-            f"  staff token:    Authorization: Bearer {staff_token}",
+            "",
+            f"Staff sign-in at {base}/staff/signin (demo accounts only: "
+            f"everyone's password is {demo.DEMO_PASSWORD}):",
+            *(
+                f"  {login.account.username:<16} {login.account.role.value:<11} "
+                f"{base}{login.opens}  {login.account.name}"
+                for login in demo.LOGINS
+            ),
             "",
             "Take a ticket at 小倉北区役所 (certificates):",
             f"  curl -X POST {base}/api/v1/offices/kokurakita/tickets "
@@ -440,6 +448,7 @@ def work(settings: Settings, *, burst: bool = False) -> int:
     connection = Redis.from_url(settings.redis_url)
     try:
         schedule_close_past_days(connection, now=time.time())
+        schedule_roll_up_past_days(connection, now=time.time())
     except RedisConnectionError as exc:
         print(f"madoguchi: cannot reach Redis at {settings.redis_url}: {exc}", file=sys.stderr)
         return USAGE_ERROR
@@ -486,7 +495,28 @@ def _parser() -> argparse.ArgumentParser:
         help="replay office-day traces in virtual time (madoguchi replay --help)",
         add_help=False,
     )
+    admin.add_parser(commands)
     return parser
+
+
+def administer(settings: Settings, options: argparse.Namespace) -> int:
+    """Run ``madoguchi admin``: on ``REDIS_URL``, or on the embedded Redis of the data dir."""
+    try:
+        order = admin.prepare(options, sys.stdin)
+        busy = (
+            "{data_dir} is in use by a running madoguchi serve: set REDIS_URL to the Redis "
+            "it printed when it started, or stop it first"
+        )
+        with _redis(settings, web=False, busy=busy) as backend:
+            said = asyncio.run(admin.run(order, backend.url, settings))
+    except (SetupError, admin.AdminError) as exc:
+        print(f"madoguchi: {exc}", file=sys.stderr)
+        return USAGE_ERROR if isinstance(exc, SetupError) else 1
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        print(f"madoguchi: cannot reach Redis: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+    print(said)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -520,6 +550,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if options.command == "worker":
         return work(settings, burst=options.burst)
+    if options.command == "admin":
+        return administer(settings, options)
     return serve(settings, with_demo=options.command == "demo")
 
 

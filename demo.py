@@ -1,21 +1,24 @@
 """The demo city: Kitakyushu's seven ward offices, their services, counters and kiosks.
 
 ``madoguchi demo`` seeds this into Redis before it starts the web and worker
-processes. Seeding only adds what is missing, so running the demo again keeps the
-tickets, counters and any edits made since. The offices and their services are
-modelled on what a Kitakyushu ward office's 市民課 and 保健福祉課 handle; counter
-layouts and kiosk branches are illustrative.
+processes, with demo staff accounts whose password it prints (demo only: anyone who
+reads the README knows it). Seeding only adds what is missing, so running the demo
+again keeps the tickets, counters, accounts and any edits made since. The offices
+and their services are modelled on what a Kitakyushu ward office's 市民課 and
+保健福祉課 handle; counter layouts and kiosk branches are illustrative.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from contextlib import suppress
 from dataclasses import dataclass
 
-from .queue.exceptions import NotFound
+from .queue.exceptions import Conflict, NotFound
 from .queue.model import Office, Service, ServiceMode
 from .queue.tickets import QueueClient
+from .web.accounts import AccountStore, Role, StaffAccount
 
 log = logging.getLogger(__name__)
 
@@ -253,3 +256,66 @@ async def seed(queue: QueueClient, *, now: float, city: tuple[DemoOffice, ...] =
         seeded.counters,
     )
     return seeded
+
+
+# -- demo staff ---------------------------------------------------------------------------
+
+#: The password of every demo account. Printed by ``madoguchi demo``: demo data only.
+DEMO_PASSWORD = "demo-kokura-window"  # noqa: S105 - a published demo password
+
+
+@dataclass(frozen=True)
+class DemoLogin:
+    """A demo account and the page its person would open first."""
+
+    account: StaffAccount
+    opens: str
+
+
+LOGINS: tuple[DemoLogin, ...] = (
+    DemoLogin(StaffAccount("admin", "松本 恵子", Role.ADMIN), "/admin/"),
+    DemoLogin(
+        StaffAccount(
+            "kokurakita-lead",
+            "中村 健一",
+            Role.SUPERVISOR,
+            ("kokurakita",),
+            tuple(s.id for s in SERVICES),
+        ),
+        "/staff/supervisor",
+    ),
+    DemoLogin(
+        StaffAccount(
+            "ito", "伊藤 さくら", Role.STAFF, ("kokurakita",), ("certs", "moving", "koseki", "tax")
+        ),
+        "/staff/console",
+    ),
+    DemoLogin(
+        StaffAccount(
+            "tanaka",
+            "田中 大輔",
+            Role.STAFF,
+            ("kokurakita",),
+            ("insurance", "childcare", "care", *_REMOTE),
+        ),
+        "/staff/console",
+    ),
+)
+
+
+async def seed_accounts(
+    accounts: AccountStore, logins: tuple[DemoLogin, ...] = LOGINS
+) -> list[StaffAccount]:
+    """Create the demo accounts that do not exist yet (with :data:`DEMO_PASSWORD`).
+
+    An account that exists is left as it is, password included.
+    """
+    added = []
+    for login in logins:
+        try:
+            await accounts.get(login.account.username)
+        except NotFound:
+            with suppress(Conflict):  # another process made it meanwhile
+                added.append(await accounts.create(login.account, DEMO_PASSWORD))
+    log.info("demo staff seeded: %d accounts added", len(added))
+    return added

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from starlette.config import Config
-from starlette.datastructures import Secret
 
 
 @dataclass(frozen=True)
@@ -27,8 +26,6 @@ class Settings:
     #: Interface and port ``madoguchi serve`` binds the web process to.
     host: str = "127.0.0.1"
     port: int = 8000
-    #: Bearer token that guards the counter operations of the API until staff sign-in exists.
-    staff_token: Secret = field(default_factory=lambda: Secret(""))
     #: Time zone of new offices (an IANA name); each office may set its own.
     timezone: str = "Asia/Tokyo"
     #: How many priority tickets a counter may call in a row while others wait.
@@ -47,6 +44,10 @@ class Settings:
     default_service_seconds: float = 600.0
     #: Monte Carlo runs behind each wait estimate.
     estimate_samples: int = 64
+    #: Memory (KiB) and passes of the argon2id hash of staff passwords. The defaults are
+    #: argon2-cffi's (RFC 9106's low-memory profile); lower them only for tests.
+    password_hash_memory_kib: int = 65_536
+    password_hash_time_cost: int = 3
     #: A staff session ends after this many seconds without a request.
     session_idle_seconds: int = 30 * 60
     #: A staff session ends this many seconds after sign-in, however busy.
@@ -80,6 +81,12 @@ class Settings:
             raise ValueError(
                 f"MADOGUCHI_ESTIMATE_SAMPLES must be at least 8, not {self.estimate_samples}"
             )
+        if self.password_hash_memory_kib < 1024 or self.password_hash_time_cost < 1:
+            raise ValueError(
+                "MADOGUCHI_PASSWORD_HASH_MEMORY_KIB must be at least 1024 and "
+                "MADOGUCHI_PASSWORD_HASH_TIME_COST at least 1, not "
+                f"{self.password_hash_memory_kib} and {self.password_hash_time_cost}"
+            )
         if self.max_body_bytes < 1024:
             raise ValueError(
                 f"MADOGUCHI_MAX_BODY_BYTES must be at least 1024, not {self.max_body_bytes}"
@@ -96,7 +103,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         data_dir=Path(config("MADOGUCHI_DATA_DIR", default=str(defaults.data_dir))),
         host=config("MADOGUCHI_HOST", default=defaults.host),
         port=config("MADOGUCHI_PORT", cast=int, default=defaults.port),
-        staff_token=Secret(config("MADOGUCHI_STAFF_TOKEN", default="")),
         timezone=config("MADOGUCHI_TIMEZONE", default=defaults.timezone),
         priority_cap=config("MADOGUCHI_PRIORITY_CAP", cast=int, default=defaults.priority_cap),
         appointment_early_seconds=config(
@@ -125,6 +131,16 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         estimate_samples=config(
             "MADOGUCHI_ESTIMATE_SAMPLES", cast=int, default=defaults.estimate_samples
+        ),
+        password_hash_memory_kib=config(
+            "MADOGUCHI_PASSWORD_HASH_MEMORY_KIB",
+            cast=int,
+            default=defaults.password_hash_memory_kib,
+        ),
+        password_hash_time_cost=config(
+            "MADOGUCHI_PASSWORD_HASH_TIME_COST",
+            cast=int,
+            default=defaults.password_hash_time_cost,
         ),
         session_idle_seconds=config(
             "MADOGUCHI_SESSION_IDLE_SECONDS", cast=int, default=defaults.session_idle_seconds

@@ -76,6 +76,7 @@ from madoguchi.embedded import RedisServer, find_redis_server, free_port
 from madoguchi.queue.model import Office, Service
 from madoguchi.queue.tickets import QueueClient
 from madoguchi.settings import Settings
+from madoguchi.web.accounts import AccountStore, Role, StaffAccount
 
 HOST = "127.0.0.1"
 OFFICE = Office("bench", "ベンチ区役所", "Bench Ward Office")
@@ -87,7 +88,9 @@ SERVICES = (
 )
 FSYNC_MODES = ("off", "everysec", "always")
 KINDS = ("issue", "call-next", "start", "finish", "no-show")
-STAFF_TOKEN = secrets.token_urlsafe(24)
+#: The clerk the clients sign in as (POST /api/v1/session), with a throw-away password.
+BENCH_USER = "bench"
+BENCH_PASSWORD = secrets.token_urlsafe(24)
 #: Cores other processes may use before the summary warns that the figures are disturbed.
 OTHER_LOAD_WARNING = 0.15
 #: How long the clients may take to finish their last request, so a stuck server cannot hang us.
@@ -170,13 +173,14 @@ class Transport(Protocol):
 class RawConnection:
     """One keep-alive HTTP/1.1 connection; just enough protocol for this API's answers."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, auth: dict[str, str]) -> None:
         self.port = port
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.head = (
-            f"Host: {HOST}:{port}\r\nAuthorization: Bearer {STAFF_TOKEN}\r\n"
-            "Content-Type: application/json\r\n"
+            f"Host: {HOST}:{port}\r\n"
+            + "".join(f"{name}: {value}\r\n" for name, value in auth.items())
+            + "Content-Type: application/json\r\n"
         ).encode()
 
     async def post(self, path: str, body: bytes) -> tuple[int, bytes]:
@@ -225,10 +229,23 @@ class HttpxConnection:
         return None
 
 
+async def sign_in(port: int) -> dict[str, str]:
+    """Sign the bench clerk in; the headers that carry the session (cookie and CSRF token)."""
+    async with httpx.AsyncClient(base_url=f"http://{HOST}:{port}", timeout=30) as client:
+        response = await client.post(
+            "/api/v1/session", json={"username": BENCH_USER, "password": BENCH_PASSWORD}
+        )
+    if response.status_code != 200:
+        raise RuntimeError(f"the bench clerk cannot sign in: {response.text[:200]}")
+    cookie = response.headers["set-cookie"].split(";")[0]
+    return {"Cookie": cookie, "X-CSRF-Token": response.json()["csrf"]}
+
+
 @contextlib.asynccontextmanager
 async def connections(kind: str, port: int, count: int) -> AsyncIterator[list[Transport]]:
+    auth = await sign_in(port)
     if kind == "raw":
-        raw: list[Transport] = [RawConnection(port) for _ in range(count)]
+        raw: list[Transport] = [RawConnection(port, auth) for _ in range(count)]
         try:
             yield raw
         finally:
@@ -237,7 +254,7 @@ async def connections(kind: str, port: int, count: int) -> AsyncIterator[list[Tr
         return
     # One client (and pool) per simulated client: a single pool shared by 64 tasks spends
     # most of its time arbitrating between them.
-    headers = {"Authorization": f"Bearer {STAFF_TOKEN}", "Content-Type": "application/json"}
+    headers = {**auth, "Content-Type": "application/json"}
     async with contextlib.AsyncExitStack() as stack:
         clients = [
             await stack.enter_async_context(
@@ -347,6 +364,8 @@ async def seed(url: str, clients: int) -> None:
         services = [s.id for s in SERVICES]
         for index in range(clients):
             await queue.open_counter(OFFICE.id, f"c{index:03d}", services, now=now)
+        clerk = StaffAccount(BENCH_USER, "Bench clerk", Role.STAFF, (OFFICE.id,), tuple(services))
+        await AccountStore(redis).create(clerk, BENCH_PASSWORD)
     finally:
         await redis.aclose()
 
@@ -378,7 +397,6 @@ def web_server(
     }
     env |= {
         "REDIS_URL": redis_url,
-        "MADOGUCHI_STAFF_TOKEN": STAFF_TOKEN,
         "MADOGUCHI_LOG_LEVEL": "WARNING",
         **extra,
     }

@@ -5,11 +5,16 @@ Lua scripts (via :class:`~madoguchi.queue.tickets.QueueClient`), so a lost or
 repeated job can never corrupt the queue. Arguments are plain JSON values: the
 worker uses rq's JSON serializer.
 
-The one recurring job is :func:`close_past_days`, which the worker schedules for
-the top of every hour (:func:`schedule_close_past_days`): it abandons tickets
-still waiting from a day that has ended in their office's time zone. Running it
-hourly rather than once at midnight covers every time zone and catches up after
-the worker was down.
+The recurring jobs run at the top of every hour, each scheduling its own next run
+(the worker schedules the first ones when it starts):
+
+- :func:`close_past_days` abandons tickets still waiting from a day that has ended
+  in their office's time zone;
+- :func:`roll_up_past_days` stores the statistics roll-up of each office day once
+  it is final (a few hours after midnight, local time: a nightly job per office).
+
+Running them hourly rather than once a night covers every time zone and catches
+up after the worker was down.
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
@@ -28,6 +34,7 @@ from rq.exceptions import DuplicateJobError
 from rq.serializers import JSONSerializer
 
 from ..settings import Settings, load_settings
+from . import statistics
 from .exceptions import NotFound, WrongState
 from .model import CancelReason, Office, TicketStatus
 from .tickets import QueueClient
@@ -38,6 +45,8 @@ log = logging.getLogger(__name__)
 QUEUE_NAME = "madoguchi"
 #: The actor recorded in the events of tickets a job closes.
 ACTOR = "close_day"
+#: How many days back :func:`roll_up_past_days` looks for final days without a roll-up.
+ROLL_UP_DAYS = 35
 
 
 def job_queue(connection: Redis) -> Queue:
@@ -75,11 +84,48 @@ def schedule_close_past_days(connection: Redis, *, now: float) -> datetime:
     The job id names the hour, so every worker that starts, and every run that
     schedules its successor, schedules the same job once. Returns when it runs.
     """
+    return _schedule_next_hour(connection, close_past_days, "close-past-days", now)
+
+
+def roll_up_day(office: str, day: str, now: float | None = None) -> dict[str, int] | None:
+    """Store the statistics roll-up of ``office`` for ``day`` (``YYYY-MM-DD``).
+
+    Returns the day's ticket counts, or ``None`` when the office does not exist or
+    the day is not final yet (see :mod:`.statistics`). Running it again stores the
+    same roll-up.
+    """
+    date.fromisoformat(day)  # refuse a malformed day before touching anything
+    at = time.time() if now is None else now
+    return asyncio.run(_run_roll_up_day(load_settings(), office, day, at))
+
+
+def roll_up_past_days(now: float | None = None) -> dict[str, list[str]]:
+    """Roll up, for every office, each final day of the last :data:`ROLL_UP_DAYS` that
+    has events and no roll-up yet. Returns the days rolled up per office.
+
+    Under a worker, schedules its own next run first, like :func:`close_past_days`.
+    """
+    at = time.time() if now is None else now
+    job = get_current_job()
+    if job is not None:
+        schedule_roll_up_past_days(job.connection, now=at)
+    return asyncio.run(_run_roll_up_past_days(load_settings(), at))
+
+
+def schedule_roll_up_past_days(connection: Redis, *, now: float) -> datetime:
+    """Schedule :func:`roll_up_past_days` at the next top of the hour after ``now``, once."""
+    return _schedule_next_hour(connection, roll_up_past_days, "roll-up-past-days", now)
+
+
+def _schedule_next_hour(
+    connection: Redis, function: Callable[..., Any], name: str, now: float
+) -> datetime:
+    # The job id names the hour: however many schedule it, it is scheduled once.
     hour = datetime.fromtimestamp(now, UTC).replace(minute=0, second=0, microsecond=0)
     at = hour + timedelta(hours=1)
-    job_id = f"madoguchi-close-past-days-{at:%Y%m%dT%H}"
+    job_id = f"madoguchi-{name}-{at:%Y%m%dT%H}"
     try:
-        job_queue(connection).enqueue_at(at, close_past_days, job_id=job_id, unique=True)
+        job_queue(connection).enqueue_at(at, function, job_id=job_id, unique=True)
     except DuplicateJobError:
         log.debug("%s already scheduled", job_id)
     else:
@@ -159,3 +205,43 @@ async def _close_past_days(queue: QueueClient, now: float) -> dict[str, int]:
         yesterday = date.fromisoformat(office.day(now)) - timedelta(days=1)
         closed[office_id] = await _close_day(queue, office_id, yesterday.isoformat(), now)
     return closed
+
+
+async def _run_roll_up_day(
+    settings: Settings, office: str, day: str, now: float
+) -> dict[str, int] | None:
+    async with _queue_client(settings) as queue:
+        try:
+            known = await queue.office(office)
+        except NotFound:
+            log.warning("office %s: not rolling up %s, the office does not exist", office, day)
+            return None
+        stored = await statistics.roll_up(queue.redis, known, [date.fromisoformat(day)], now)
+    if not stored:
+        log.info("office %s: %s is not final yet, not rolled up", office, day)
+        return None
+    (stats,) = stored.values()
+    total = statistics.figures(
+        ((service, tally) for (service, _), tally in stats.cells.items()), {}
+    )
+    return {
+        "issued": total.issued,
+        "called": total.called,
+        "served": total.served,
+        "no_show": total.no_show,
+        "cancelled": total.cancelled,
+        "abandoned": total.abandoned,
+    }
+
+
+async def _run_roll_up_past_days(settings: Settings, now: float) -> dict[str, list[str]]:
+    rolled: dict[str, list[str]] = {}
+    async with _queue_client(settings) as queue:
+        for office_id in await queue.office_ids():
+            office = await queue.office(office_id)
+            days = await statistics.days_to_roll_up(queue.redis, office, now, back=ROLL_UP_DAYS)
+            stored = await statistics.roll_up(queue.redis, office, days, now)
+            rolled[office_id] = [day.isoformat() for day in stored]
+            if stored:
+                log.info("office %s: rolled up %s", office_id, ", ".join(rolled[office_id]))
+    return rolled

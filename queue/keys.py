@@ -86,6 +86,11 @@ def day_stats(office: str, day: str) -> str:
     return office_prefix(office) + f"day:{day}"
 
 
+def stats_days(office: str) -> str:
+    """The office's statistics roll-ups: a hash of one compact JSON value per final day."""
+    return office_prefix(office) + "stats:days"
+
+
 def contact(office: str, ticket_id: str) -> str:
     """Contact details for a notification, deleted when the ticket closes."""
     return office_prefix(office) + f"contact:{ticket_id}"
@@ -115,6 +120,11 @@ def staff_sessions(username: str) -> str:
 def session(session_id_hash: str) -> str:
     """A session, under the hash of its id (a leaked key list does not leak sessions)."""
     return f"mg:session:{session_id_hash}"
+
+
+def signin_pending(token_hash: str) -> str:
+    """A sign-in whose password was right, waiting for its authenticator code."""
+    return f"mg:signin:pending:{token_hash}"
 
 
 def signin_failures(subject: str) -> str:

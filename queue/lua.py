@@ -24,6 +24,10 @@ NAMES = (
     "counter_close",
     "ticket_view",
     "snapshot",
+    "counter_put",
+    "counter_delete",
+    "service_delete",
+    "note",
 )
 
 

@@ -8,6 +8,7 @@ values that make no sense, quoting them.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,6 +19,12 @@ from .exceptions import InvalidInput
 from .keys import SLUG
 
 PREFIX = re.compile(r"[A-Z]{1,2}")
+#: Languages a service is named in, as BCP 47 tags; ``ja-easy`` is やさしい日本語.
+LANGUAGES = ("ja", "ja-easy", "en", "zh-Hans", "ko", "vi")
+#: Congestion bands of a service, in minutes of estimated wait: where "moderate",
+#: "long" and "very long" begin (anything shorter is "short").
+DEFAULT_BANDS = (15, 30, 60)
+NAME_LIMIT = 80
 
 
 class TicketStatus(enum.StrEnum):
@@ -74,6 +81,13 @@ def _float(value: str | None) -> float | None:
     return None if value in (None, "") else float(value)
 
 
+@functools.lru_cache(maxsize=1024)
+def _local_day(timezone: str, minute: int) -> str:
+    # Local midnight falls on a whole minute in every zone in use, so the date
+    # is the same all through a minute: one computation per office a minute.
+    return datetime.fromtimestamp(minute * 60, ZoneInfo(timezone)).date().isoformat()
+
+
 @dataclass(frozen=True)
 class Office:
     id: str
@@ -102,7 +116,7 @@ class Office:
 
     def day(self, now: float) -> str:
         """The office's local date at ``now`` (seconds since the epoch)."""
-        return datetime.fromtimestamp(now, self.zone).date().isoformat()
+        return _local_day(self.timezone, int(now // 60))
 
     @classmethod
     def from_redis(cls, raw: dict[str, Any]) -> Office:
@@ -126,6 +140,13 @@ class Service:
     active: bool = True
     #: The service time assumed before the office has any history of it.
     default_seconds: float = 600.0
+    #: Names in the other supported languages; empty means "not given" (see :meth:`name`).
+    name_ja_easy: str = ""
+    name_zh_hans: str = ""
+    name_ko: str = ""
+    name_vi: str = ""
+    #: Minutes of estimated wait where the "moderate", "long" and "very long" bands begin.
+    bands: tuple[int, int, int] = DEFAULT_BANDS
 
     def __post_init__(self) -> None:
         check_slug("service", self.id)
@@ -135,14 +156,50 @@ class Service:
             )
         if not self.name_ja.strip() or not self.name_en.strip():
             raise InvalidInput(f'service "{self.id}" needs a Japanese and an English name')
+        for lang in LANGUAGES:
+            if len(self.names[lang]) > NAME_LIMIT:
+                raise InvalidInput(
+                    f'the {lang} name of service "{self.id}" is longer than {NAME_LIMIT} characters'
+                )
         if not 10 <= self.default_seconds <= 4 * 3600:
             raise InvalidInput(
                 f"default service time of {self.default_seconds} s for "
                 f'"{self.id}" is outside 10 s to 4 h'
             )
+        bands = self.bands
+        if len(bands) != 3 or not 1 <= bands[0] < bands[1] < bands[2] <= 24 * 60:
+            shown = ", ".join(str(b) for b in bands)
+            raise InvalidInput(
+                f'congestion bands of service "{self.id}" must be three increasing numbers '
+                f"of minutes from 1 to 1440, not {shown}"
+            )
+
+    @property
+    def names(self) -> dict[str, str]:
+        """The name in every supported language as given (empty where not given)."""
+        return {
+            "ja": self.name_ja,
+            "ja-easy": self.name_ja_easy,
+            "en": self.name_en,
+            "zh-Hans": self.name_zh_hans,
+            "ko": self.name_ko,
+            "vi": self.name_vi,
+        }
+
+    def name(self, lang: str) -> str:
+        """The name in ``lang``; if none, ``ja-easy`` falls back to Japanese, others to English."""
+        given = self.names.get(lang, "")
+        if given:
+            return given
+        return self.name_ja if lang.startswith("ja") else self.name_en
+
+    def band(self, minutes: float) -> int:
+        """The congestion band of a ``minutes`` wait: 0 short, 1 moderate, 2 long, 3 very long."""
+        return sum(1 for start in self.bands if minutes >= start)
 
     @classmethod
     def from_redis(cls, raw: dict[str, Any]) -> Service:
+        bands = tuple(int(b) for b in raw.get("bands", "").split(",") if b)
         return cls(
             id=raw["id"],
             prefix=raw["prefix"],
@@ -151,6 +208,11 @@ class Service:
             mode=ServiceMode(raw["mode"]),
             active=raw["active"] == "1",
             default_seconds=float(raw["default_seconds"]),
+            name_ja_easy=raw.get("name_ja_easy", ""),
+            name_zh_hans=raw.get("name_zh_hans", ""),
+            name_ko=raw.get("name_ko", ""),
+            name_vi=raw.get("name_vi", ""),
+            bands=(bands[0], bands[1], bands[2]) if len(bands) == 3 else DEFAULT_BANDS,
         )
 
     def to_redis(self) -> dict[str, str]:
@@ -162,6 +224,11 @@ class Service:
             "mode": self.mode.value,
             "active": "1" if self.active else "0",
             "default_seconds": repr(self.default_seconds),
+            "name_ja_easy": self.name_ja_easy,
+            "name_zh_hans": self.name_zh_hans,
+            "name_ko": self.name_ko,
+            "name_vi": self.name_vi,
+            "bands": ",".join(str(b) for b in self.bands),
         }
 
 

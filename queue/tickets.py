@@ -7,6 +7,7 @@ production, a virtual clock in replays and tests.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
@@ -17,9 +18,12 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..settings import Settings
 from . import keys, lua
+from .codec import text
 from .exceptions import BY_CODE, InvalidInput, NotFound, QueueError
 from .model import (
     CancelReason,
@@ -36,6 +40,21 @@ TICKET_ID = re.compile(r"\d{8}")
 TOKEN = re.compile(r"[A-Za-z0-9_-]{22}")
 IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 SYSTEM = "system"
+#: Longest a queue script may take, round trip included, before the request gets a 503.
+SCRIPT_TIMEOUT = 2.0
+STREAM_ID = re.compile(r"\d{1,20}-\d{1,20}")
+#: Administrative actions that change no queue state but belong in the audit trail.
+NOTE_TYPES = frozenset(
+    {
+        "staff_created",
+        "staff_updated",
+        "staff_disabled",
+        "staff_enabled",
+        "staff_sessions_ended",
+        "staff_password_set",
+        "staff_totp_removed",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -43,6 +62,8 @@ class Issued:
     ticket: Ticket
     #: True when the idempotency key had already issued this ticket.
     replayed: bool
+    #: Id of the "issued" event this call appended ("" when replayed).
+    event: str = ""
 
 
 def new_token() -> str:
@@ -84,9 +105,24 @@ class QueueClient:
         check_slug("office", office)
         known = await self.office(office) if name != "office_put" else None
         day = known.day(now) if known is not None else ""
-        raw = await self._scripts[name](
-            keys=[keys.office(office)], args=[repr(float(now)), actor, day, *args]
-        )
+        script = self._scripts[name]
+        key = keys.office(office)
+        arguments = [repr(float(now)), actor, day, *args]
+        try:
+            # One deadline for the whole operation instead of redis-py's socket_timeout,
+            # which wraps every write in asyncio.wait_for (a Task per command).
+            async with asyncio.timeout(SCRIPT_TIMEOUT):
+                try:
+                    # EVALSHA directly: calling the AsyncScript costs an import and a slow
+                    # isinstance check against redis-py's Protocol-based classes every call.
+                    raw = await self.redis.evalsha(script.sha, 1, key, *arguments)
+                except NoScriptError:
+                    # Redis restarted, or its script cache was flushed: load and run.
+                    raw = await script(keys=[key], args=arguments)
+        except TimeoutError as exc:
+            raise RedisTimeoutError(
+                f"redis did not run {name} for office {office} within {SCRIPT_TIMEOUT} s"
+            ) from exc
         result = json.loads(raw)
         if "error" in result:
             error = result["error"]
@@ -132,6 +168,14 @@ class QueueClient:
         result = await self._run("service_put", office, now, actor, json.dumps(service.to_redis()))
         return Service.from_redis(result["service"])
 
+    async def delete_service(
+        self, office: str, service: str, *, now: float, actor: str = SYSTEM
+    ) -> Service:
+        """Remove a service; refused while tickets wait in it or a counter serves it."""
+        check_slug("service", service)
+        result = await self._run("service_delete", office, now, actor, service)
+        return Service.from_redis(result["service"])
+
     # -- tickets --------------------------------------------------------------------------
 
     async def issue(
@@ -168,7 +212,11 @@ class QueueClient:
             new_token(),
             fingerprint,
         )
-        return Issued(Ticket.from_redis(result["ticket"]), bool(result["replayed"]))
+        return Issued(
+            Ticket.from_redis(result["ticket"]),
+            bool(result["replayed"]),
+            result.get("event") or "",
+        )
 
     async def ticket(self, office: str, ticket: str, *, now: float) -> Ticket:
         """A ticket by its id or resident token, with its current position."""
@@ -254,6 +302,36 @@ class QueueClient:
         """Close a counter; refused while it holds a ticket."""
         return await self._counter_op("counter_close", office, counter, now, actor)
 
+    async def put_counter(
+        self,
+        office: str,
+        counter: str,
+        services: Sequence[str],
+        *,
+        now: float,
+        name: str = "",
+        exists: bool | None = None,
+        actor: str = SYSTEM,
+    ) -> Counter:
+        """Create a counter (closed), or change its name and services, keeping its state.
+
+        ``exists=False`` refuses a counter that already exists, ``exists=True`` one that
+        does not; ``None`` creates or updates.
+        """
+        for service in services:
+            check_slug("service", service)
+        if len(name) > 40:
+            raise InvalidInput(f'counter name "{name[:40]}…" is longer than 40 characters')
+        csv = ",".join(dict.fromkeys(services))
+        must = {None: "", True: "existing", False: "new"}[exists]
+        return await self._counter_op("counter_put", office, counter, now, actor, csv, name, must)
+
+    async def delete_counter(
+        self, office: str, counter: str, *, now: float, actor: str = SYSTEM
+    ) -> Counter:
+        """Remove a counter; only a closed one can go."""
+        return await self._counter_op("counter_delete", office, counter, now, actor)
+
     async def _counter_op(
         self, name: str, office: str, counter: str, now: float, actor: str, *args: str
     ) -> Counter:
@@ -268,6 +346,45 @@ class QueueClient:
         check_slug("office", office)
         latest = await self.redis.xrevrange(keys.events(office), count=1)
         return str(latest[0][0]) if latest else ""
+
+    async def events(
+        self, office: str, *, before: str | None = None, count: int = 100
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Up to ``count`` of the office's events, newest first, older than stream id ``before``."""
+        check_slug("office", office)
+        if before is not None and not STREAM_ID.fullmatch(before):
+            raise InvalidInput(f'"{before[:40]}" is not an event id')
+        top = f"({before}" if before else "+"
+        found = await self.redis.xrevrange(keys.events(office), max=top, min="-", count=count)
+        out: list[tuple[str, dict[str, Any]]] = []
+        for event_id, fields in found or []:
+            if event_id is None or not fields:
+                continue
+            try:
+                data = json.loads(fields.get("e", ""))
+            except ValueError:
+                continue
+            if isinstance(data, dict):
+                out.append((text(event_id), data))
+        return out
+
+    async def note(
+        self,
+        office: str,
+        kind: str,
+        fields: dict[str, str],
+        *,
+        now: float,
+        actor: str = SYSTEM,
+    ) -> str:
+        """Record an administrative action in the office's event stream; the event's id."""
+        if kind not in NOTE_TYPES:
+            raise InvalidInput(f'"{kind[:40]}" is not an administrative event type')
+        reserved = {"type", "t", "actor", "office"} & set(fields)
+        if reserved:
+            raise InvalidInput(f'event field "{sorted(reserved)[0]}" is set by the queue')
+        result = await self._run("note", office, now, actor, kind, json.dumps(fields))
+        return str(result["event"])
 
     async def snapshot(self, office: str, *, now: float) -> Snapshot:
         """The office's whole queue state, read atomically."""

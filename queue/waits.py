@@ -13,13 +13,17 @@ while a recomputation runs wait for it rather than start their own.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 from .estimator import Estimates, Estimator
 from .model import Estimate, Snapshot, Ticket, TicketStatus
 from .tickets import QueueClient
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -38,15 +42,18 @@ class WaitBoard:
         interval: float = 0.5,
         max_age: float = 15.0,
         clock: Callable[[], float] = time.time,
+        executor: Executor | None = None,
     ) -> None:
         self.queue = queue
         self.estimator = estimator
         self.interval = interval
         self.max_age = max_age
         self.clock = clock
+        #: Where the simulation runs; ``None`` runs it on the event loop.
+        self.executor = executor
         self._boards: dict[str, Board] = {}
         self._computed: dict[str, float] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._refreshing: dict[str, asyncio.Task[Board]] = {}
 
     def _fresh(self, office: str, last_event: str) -> Board | None:
         known = self._boards.get(office)
@@ -58,29 +65,58 @@ class WaitBoard:
             return known
         return None
 
-    async def board(self, office: str) -> Board:
-        """The office's snapshot and estimates (see the module's docstring for how fresh)."""
-        last_event = await self.queue.last_event(office)
+    async def board(self, office: str, last_event: str = "") -> Board:
+        """The office's snapshot and estimates (see the module's docstring for how fresh).
+
+        ``last_event`` is the id of an event the caller has just appended, if it has: it
+        stands in for a look at the stream, saving a round trip.
+        """
+        last_event = last_event or await self.queue.last_event(office)
         known = self._fresh(office, last_event)
         if known is not None:
             return known
-        lock = self._locks.setdefault(office, asyncio.Lock())
-        async with lock:
-            known = self._fresh(office, await self.queue.last_event(office))
-            if known is not None:
-                return known
-            now = self.clock()
-            snapshot = await self.queue.snapshot(office, now=now)
-            estimates = self.estimator.estimate(snapshot)
-            self._boards[office] = board = Board(snapshot, estimates, now)
-            self._computed[office] = time.monotonic()
-            return board
+        task = self._refreshing.get(office)
+        if task is None:
+            task = asyncio.create_task(self._compute(office))
+            self._refreshing[office] = task
+            task.add_done_callback(lambda done: self._settled(office, done))
+        known = self._boards.get(office)
+        if (
+            self.interval > 0
+            and known is not None
+            and self.clock() - known.computed_at < self.max_age
+        ):
+            # Answer with the last board while the new one is computed. (With no
+            # interval, as in tests and replays, every answer waits for a fresh board.)
+            return known
+        return await asyncio.shield(task)
 
-    async def for_ticket(self, office: str, ticket: Ticket) -> Estimate | None:
+    def _settled(self, office: str, task: asyncio.Task[Board]) -> None:
+        self._refreshing.pop(office, None)
+        if not task.cancelled() and task.exception() is not None:
+            # Requests answered from the previous board never await this task: say why
+            # the refresh failed here, or nobody would.
+            log.warning("office %s estimates not refreshed: %r", office, task.exception())
+
+    async def _compute(self, office: str) -> Board:
+        now = self.clock()
+        snapshot = await self.queue.snapshot(office, now=now)
+        if self.executor is None:
+            estimates = self.estimator.estimate(snapshot)
+        else:
+            loop = asyncio.get_running_loop()
+            estimates = await loop.run_in_executor(self.executor, self.estimator.estimate, snapshot)
+        self._boards[office] = board = Board(snapshot, estimates, now)
+        self._computed[office] = time.monotonic()
+        return board
+
+    async def for_ticket(
+        self, office: str, ticket: Ticket, last_event: str = ""
+    ) -> Estimate | None:
         """The ticket's estimate; ``None`` once it is no longer waiting."""
         if ticket.status is not TicketStatus.WAITING:
             return None
-        board = await self.board(office)
+        board = await self.board(office, last_event)
         known = board.estimates.tickets.get(ticket.id)
         if known is not None:
             return known

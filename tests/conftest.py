@@ -11,17 +11,20 @@ import pytest
 import redis
 from redis.asyncio import Redis as AsyncRedis
 from starlette.applications import Starlette
-from starlette.datastructures import Secret
 
 from madoguchi.embedded import RedisServer, find_redis_server
 from madoguchi.queue.model import Office, Service, ServiceMode
 from madoguchi.queue.tickets import QueueClient
 from madoguchi.settings import Settings
+from madoguchi.web.accounts import AccountStore, Role, StaffAccount, password_hasher
 from madoguchi.web.app import create_app
 
 #: A fixed, plausible moment (2026-11-26 09:00 in Tokyo) for tests that do not care.
 T0 = 1_795_651_200.0
-STAFF_TOKEN = "test-staff-token"
+#: The password of every account the tests make.
+PASSWORD = "Counter-Clerk-2026!"
+#: argon2 at its least cost: the real parameters take a second a hash on a busy test machine.
+CHEAP_HASHES = {"password_hash_memory_kib": 1024, "password_hash_time_cost": 1}
 
 
 @pytest.fixture(scope="session")
@@ -47,7 +50,7 @@ def redis_url(redis_server: RedisServer) -> str:
 
 @pytest.fixture
 def settings(redis_url: str) -> Settings:
-    return Settings(redis_url=redis_url, staff_token=Secret(STAFF_TOKEN), estimate_interval=0.0)
+    return Settings(redis_url=redis_url, estimate_interval=0.0, **CHEAP_HASHES)
 
 
 @pytest.fixture
@@ -106,6 +109,50 @@ async def client(app: Starlette, office: Office) -> AsyncIterator[httpx.AsyncCli
         yield http
 
 
+def session_headers(response: httpx.Response) -> dict[str, str]:
+    """Headers that carry the session ``POST /api/v1/session`` answered with.
+
+    The test client talks to ``http://testserver``, where the cookie is the ``Secure``
+    ``__Host-madoguchi``, which a client sends back only over https: so the headers
+    carry it themselves.
+    """
+    assert response.status_code == 200, response.text
+    cookie = response.headers["set-cookie"].split(";")[0]
+    return {"Cookie": cookie, "X-CSRF-Token": response.json()["csrf"]}
+
+
+async def make_account(
+    redis: AsyncRedis,
+    username: str = "clerk",
+    role: Role = Role.STAFF,
+    offices: tuple[str, ...] = (OFFICE.id,),
+    services: tuple[str, ...] = tuple(s.id for s in SERVICES),
+    **flags: bool,
+) -> StaffAccount:
+    """Create an account with the password :data:`PASSWORD`."""
+    account = StaffAccount(username, f"Test {username}", role, offices, services, **flags)
+    hasher = password_hasher(1024, 1)
+    return await AccountStore(redis, hasher=hasher).create(account, PASSWORD)
+
+
+async def sign_in(
+    client: httpx.AsyncClient, username: str, password: str = PASSWORD, code: str | None = None
+) -> dict[str, str]:
+    """Sign in through ``POST /api/v1/session``; the headers of the session (see above)."""
+    body = {"username": username, "password": password} | ({"code": code} if code else {})
+    response = await client.post("/api/v1/session", json=body)
+    client.cookies.clear()  # requests without these headers stay anonymous
+    return session_headers(response)
+
+
 @pytest.fixture
-def staff() -> dict[str, str]:
-    return {"Authorization": f"Bearer {STAFF_TOKEN}"}
+async def staff(client: httpx.AsyncClient, aredis: AsyncRedis) -> dict[str, str]:
+    """Headers of a clerk of ``kokurakita``, signed in: the session cookie and its CSRF token."""
+    await make_account(aredis, "clerk")
+    return await sign_in(client, "clerk")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the browser tests last: Playwright's sync API keeps an event loop running in
+    the main thread for the session, and ``asyncio.run`` elsewhere would refuse to start."""
+    items.sort(key=lambda item: "tests/browser/" in item.nodeid)

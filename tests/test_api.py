@@ -11,9 +11,9 @@ from starlette.applications import Starlette
 
 from madoguchi.queue import keys
 
-from conftest import STAFF_TOKEN
-
 BASE = "/api/v1/offices/kokurakita"
+#: Stands for the signed-in clerk's headers (the ``staff`` fixture) in parametrized cases.
+STAFF = {"as": "staff"}
 
 
 async def take(client: httpx.AsyncClient, service: str = "certs", **extra: object) -> dict:
@@ -105,12 +105,19 @@ async def test_office_status(client: httpx.AsyncClient, staff: dict[str, str]) -
     assert [o["id"] for o in listing["offices"]] == ["kokurakita"]
 
 
-async def test_counter_operations_need_the_staff_token(client: httpx.AsyncClient) -> None:
+async def test_counter_operations_need_a_staff_session(
+    client: httpx.AsyncClient, staff: dict[str, str]
+) -> None:
     ticket = await take(client)
     for path in [f"{BASE}/counters/c1/call-next", f"{BASE}/tickets/{ticket['id']}/finish"]:
         missing = await client.post(path)
-        wrong = await client.post(path, headers={"Authorization": "Bearer nope"})
-        assert (missing.status_code, wrong.status_code) == (401, 401)
+        forged = await client.post(path, headers={"Cookie": "__Host-madoguchi=nope"})
+        no_csrf = await client.post(path, headers={"Cookie": staff["Cookie"]})
+        assert (missing.status_code, forged.status_code) == (401, 401)
+        assert no_csrf.status_code == 403
+        assert "reload and retry" in no_csrf.json()["error"]["message"]
+        bearer = await client.post(path, headers={"Authorization": "Bearer test-staff-token"})
+        assert bearer.status_code == 401  # the foundation's bearer token is gone
     by_id = await client.get(f"{BASE}/tickets/{ticket['id']}")
     assert by_id.status_code == 401
     priority = await client.post(f"{BASE}/tickets", json={"service": "certs", "priority": True})
@@ -197,7 +204,7 @@ async def test_counter_operations_need_the_staff_token(client: httpx.AsyncClient
             "POST",
             f"{BASE}/counters/c1/dance",
             b"",
-            {"Authorization": f"Bearer {STAFF_TOKEN}"},
+            STAFF,
             404,
             "no counter action",
         ),
@@ -205,7 +212,7 @@ async def test_counter_operations_need_the_staff_token(client: httpx.AsyncClient
             "POST",
             f"{BASE}/counters/c1/open",
             b'{"services": "certs"}',
-            {"Authorization": f"Bearer {STAFF_TOKEN}"},
+            STAFF,
             422,
             "must be a list",
         ),
@@ -213,7 +220,7 @@ async def test_counter_operations_need_the_staff_token(client: httpx.AsyncClient
             "POST",
             f"{BASE}/counters/c1/open",
             b'{"services": [1]}',
-            {"Authorization": f"Bearer {STAFF_TOKEN}"},
+            STAFF,
             422,
             "list of service ids",
         ),
@@ -221,7 +228,7 @@ async def test_counter_operations_need_the_staff_token(client: httpx.AsyncClient
             "POST",
             f"{BASE}/counters/c1/open",
             b'{"services": ["nope"]}',
-            {"Authorization": f"Bearer {STAFF_TOKEN}"},
+            STAFF,
             404,
             'service "nope"',
         ),
@@ -229,7 +236,7 @@ async def test_counter_operations_need_the_staff_token(client: httpx.AsyncClient
             "POST",
             f"{BASE}/counters/c1/open",
             b"{}",
-            {"Authorization": f"Bearer {STAFF_TOKEN}"},
+            STAFF,
             422,
             "at least one service",
         ),
@@ -237,7 +244,7 @@ async def test_counter_operations_need_the_staff_token(client: httpx.AsyncClient
             "POST",
             f"{BASE}/tickets/00000001/finish",
             b"",
-            {"Authorization": f"Bearer {STAFF_TOKEN}"},
+            STAFF,
             404,
             "does not exist",
         ),
@@ -246,6 +253,7 @@ async def test_counter_operations_need_the_staff_token(client: httpx.AsyncClient
 async def test_bad_input_gets_a_clear_4xx_and_changes_nothing(
     client: httpx.AsyncClient,
     aredis: Redis,
+    staff: dict[str, str],
     method: str,
     path: str,
     body: bytes,
@@ -253,6 +261,7 @@ async def test_bad_input_gets_a_clear_4xx_and_changes_nothing(
     status: int,
     says: str,
 ) -> None:
+    headers = staff if headers is STAFF else headers
     before = await aredis.xlen(keys.events("kokurakita"))
     dbsize = await aredis.dbsize()
     response = await client.request(

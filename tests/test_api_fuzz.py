@@ -17,7 +17,7 @@ from madoguchi.queue.tickets import QueueClient
 from madoguchi.settings import Settings
 from madoguchi.web.app import create_app
 
-from conftest import OFFICE, SERVICES, STAFF_TOKEN, T0
+from conftest import OFFICE, SERVICES, T0, make_account, sign_in
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
@@ -36,6 +36,9 @@ fields = st.sampled_from(
         "services",
         "name",
         "reason",
+        "username",
+        "password",
+        "code",
         "x",
     ]
 )
@@ -50,6 +53,7 @@ segments = st.one_of(
 )
 paths = st.one_of(
     st.just("/api/v1/offices/kokurakita/tickets"),
+    st.just("/api/v1/session"),
     st.builds(lambda o: f"/api/v1/offices/{o}/tickets", segments),
     st.builds(lambda o, t: f"/api/v1/offices/{o}/tickets/{t}", segments, segments),
     st.builds(
@@ -76,6 +80,7 @@ class Harness:
         self.loop.run_until_complete(self._seed())
         transport = httpx.ASGITransport(app=self.app)
         self.http = httpx.AsyncClient(transport=transport, base_url="http://testserver")
+        self.staff = self.loop.run_until_complete(sign_in(self.http, "clerk"))
 
     async def _seed(self) -> None:
         queue: QueueClient = self.app.state.queue
@@ -84,6 +89,7 @@ class Harness:
             await queue.put_service(OFFICE.id, service, now=T0)
         await queue.open_counter(OFFICE.id, "c1", ["certs"], now=T0)
         await queue.issue(OFFICE.id, "certs", now=T0)
+        await make_account(self.app.state.redis, "clerk")
 
     def request(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> Any:
         return self.loop.run_until_complete(
@@ -118,7 +124,7 @@ def test_no_request_gets_a_500(
 ) -> None:
     headers = {"Content-Type": content_type} if content_type else {}
     if staff:
-        headers["Authorization"] = f"Bearer {STAFF_TOKEN}"
+        headers |= harness.staff
     try:
         response = harness.request(method, path, body, headers)
     except httpx.InvalidURL:
@@ -126,3 +132,5 @@ def test_no_request_gets_a_500(
     assert response.status_code < 500, (method, path, body, response.text)
     if response.status_code >= 400:
         assert response.json()["error"]["message"]
+    elif path == "/api/v1/session":
+        harness.staff = harness.loop.run_until_complete(sign_in(harness.http, "clerk"))

@@ -279,16 +279,20 @@ def test_a_ticket_survives_a_crash(start: Start, tmp_path: Path) -> None:
     assert again.stop() == 0
 
 
-def test_demo_prints_what_to_open_and_a_working_staff_token(start: Start) -> None:
+def test_demo_prints_what_to_open_and_working_logins(start: Start) -> None:
     served = start("demo")
     for path in ("/api/v1/offices", "/api/v1/offices/kokurakita", "/api/v1/openapi.json"):
         assert served.url(path) in served.welcome
         assert httpx.get(served.url(path), timeout=5).status_code == 200
     assert served.url("/metrics") in served.welcome
+    assert served.url("/staff/signin") in served.welcome
     assert "門司区役所" in served.welcome
     assert "大里市民センター" in served.welcome
-    token = re.search(r"Bearer (\S+)", served.welcome)
-    assert token, served.welcome
+    assert "Bearer" not in served.welcome
+    password = re.search(r"everyone's password is (\S+)\)", served.welcome)
+    assert password, served.welcome
+    logins = re.findall(r"^  (\S+) +(staff|supervisor|admin) +(http\S+)", served.welcome, re.M)
+    assert {role for _, role, _ in logins} == {"staff", "supervisor", "admin"}, served.welcome
     offices = httpx.get(served.url("/api/v1/offices"), timeout=5).json()["offices"]
     assert len(offices) == 7
 
@@ -297,8 +301,14 @@ def test_demo_prints_what_to_open_and_a_working_staff_token(start: Start) -> Non
     ).json()["ticket"]
     by_id = served.url(f"/api/v1/offices/kokurakita/tickets/{ticket['id']}")
     assert httpx.get(by_id, timeout=5).status_code == 401
-    staff = {"Authorization": f"Bearer {token.group(1)}"}
-    assert httpx.get(by_id, headers=staff, timeout=5).status_code == 200
+    staff = httpx.Client(timeout=5)
+    for username, _, _ in logins:
+        signed = staff.post(
+            served.url("/api/v1/session"),
+            json={"username": username, "password": password.group(1)},
+        )
+        assert signed.status_code == 200, signed.text
+    assert staff.get(by_id).status_code == 200  # the client keeps the last one's cookie
 
     # The worker closes today's leftovers as the nightly job would.
     today = datetime.now(ZoneInfo("Asia/Tokyo")).date().isoformat()
@@ -313,15 +323,130 @@ def test_demo_prints_what_to_open_and_a_working_staff_token(start: Start) -> Non
         assert job.return_value() == 1
     finally:
         connection.close()
-    closed = httpx.get(by_id, headers=staff, timeout=5).json()["ticket"]
+    closed = staff.get(by_id).json()["ticket"]
     assert closed["status"] == "abandoned"
+    staff.close()
     assert served.stop() == 0
 
 
-def test_demo_keeps_a_given_staff_token(start: Start) -> None:
-    served = start("demo", MADOGUCHI_STAFF_TOKEN="given-token")
-    assert "Bearer given-token" in served.welcome
+def admin(
+    *arguments: str, password: str | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run ``madoguchi admin ...``, the password (if any) on standard input."""
+    flags = ["--password-stdin"] if password is not None else []
+    return subprocess.run(
+        [*MADOGUCHI, "admin", *arguments, *flags],
+        input="" if password is None else password + "\n",
+        capture_output=True,
+        text=True,
+        env=environment(**env),
+        timeout=60,
+    )
+
+
+def test_admin_create_makes_the_first_admin_who_can_sign_in(start: Start, tmp_path: Path) -> None:
+    data = tmp_path / "fresh"
+    made = admin(
+        "create",
+        "chief",
+        "--name",
+        "松本 恵子",
+        "--data-dir",
+        str(data),
+        password="Chief-of-the-counters-1",
+    )
+    assert made.returncode == 0, made.stderr
+    assert 'created admin "chief"' in made.stdout
+    served = start("serve", data_dir=data)
+    signed = httpx.post(
+        served.url("/api/v1/session"),
+        json={"username": "chief", "password": "Chief-of-the-counters-1"},
+        timeout=10,
+    )
+    assert signed.status_code == 200, signed.text
+    assert signed.json()["role"] == "admin"
+    # While serve holds the data directory, admin says what to do instead.
+    busy = admin(
+        "create",
+        "second",
+        "--name",
+        "Second",
+        "--data-dir",
+        str(data),
+        password="Chief-of-the-counters-2",
+    )
+    assert busy.returncode == 2
+    assert "in use by a running madoguchi serve: set REDIS_URL" in busy.stderr
+    with_url = admin(
+        "create",
+        "second",
+        "--name",
+        "Second",
+        password="Chief-of-the-counters-2",
+        REDIS_URL=served.redis_url,
+    )
+    assert with_url.returncode == 0, with_url.stderr
     assert served.stop() == 0
+
+
+def test_admin_refuses_clearly(redis_url: str) -> None:
+    weak = admin("create", "chief", "--name", "Chief", password="password1234", REDIS_URL=redis_url)
+    assert (weak.returncode, weak.stderr.strip()) == (
+        1,
+        "madoguchi: choose a stronger password: this is a very common password",
+    )
+    assert (
+        admin(
+            "create",
+            "Chief!",
+            "--name",
+            "C",
+            password="Chief-of-the-counters-1",
+            REDIS_URL=redis_url,
+        ).returncode
+        == 1
+    )
+    no_office = admin("create", "ito", "--name", "Ito", "--role", "staff", REDIS_URL=redis_url)
+    assert "needs at least one --office" in no_office.stderr
+    no_terminal = admin("create", "chief", "--name", "Chief", REDIS_URL=redis_url)
+    assert "pipe it in with --password-stdin" in no_terminal.stderr
+    made = admin(
+        "create",
+        "chief",
+        "--name",
+        "Chief",
+        password="Chief-of-the-counters-1",
+        REDIS_URL=redis_url,
+    )
+    assert made.returncode == 0, made.stderr
+    again = admin(
+        "create",
+        "chief",
+        "--name",
+        "Chief",
+        password="Chief-of-the-counters-1",
+        REDIS_URL=redis_url,
+    )
+    assert (again.returncode, again.stderr.strip()) == (1, 'madoguchi: user "chief" already exists')
+    unknown = admin(
+        "create",
+        "ito",
+        "--name",
+        "Ito",
+        "--role",
+        "staff",
+        "--office",
+        "atlantis",
+        password="Chief-of-the-counters-1",
+        REDIS_URL=redis_url,
+    )
+    assert 'office "atlantis" does not exist' in unknown.stderr
+    reset = admin("password", "chief", password="Another-chief-password-2", REDIS_URL=redis_url)
+    assert reset.returncode == 0, reset.stderr
+    totp = admin("reset-totp", "chief", REDIS_URL=redis_url)
+    assert totp.returncode == 0, totp.stderr
+    missing = admin("password", "nobody", password="Another-chief-password-2", REDIS_URL=redis_url)
+    assert 'user "nobody" does not exist' in missing.stderr
 
 
 def test_the_command_is_installed() -> None:
@@ -330,11 +455,11 @@ def test_the_command_is_installed() -> None:
         [str(script), "--help"], capture_output=True, text=True, env=environment(), timeout=30
     )
     assert result.returncode == 0
-    for command in ("serve", "demo", "worker", "replay"):
+    for command in ("serve", "demo", "worker", "replay", "admin"):
         assert command in result.stdout
 
 
-@pytest.mark.parametrize("command", ["serve", "demo", "worker"])
+@pytest.mark.parametrize("command", ["serve", "demo", "worker", "admin"])
 def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         main([command, "--help"])

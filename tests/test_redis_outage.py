@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-from starlette.datastructures import Secret
 
 from madoguchi.embedded import RedisServer, find_redis_server, free_port
 from madoguchi.settings import Settings
 from madoguchi.web.app import create_app
 
-from conftest import STAFF_TOKEN, T0
+from conftest import T0
 
 
 async def test_api_answers_503_while_redis_is_down_and_recovers(tmp_path: Path) -> None:
@@ -19,7 +18,6 @@ async def test_api_answers_503_while_redis_is_down_and_recovers(tmp_path: Path) 
     server = RedisServer(find_redis_server(), tmp_path, port=port, fsync="everysec")
     settings = Settings(
         redis_url=f"redis://127.0.0.1:{port}/0",
-        staff_token=Secret(STAFF_TOKEN),
         estimate_interval=0.0,
     )
     app = create_app(settings, clock=lambda: T0)

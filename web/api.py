@@ -88,10 +88,16 @@ def _instant(value: str | None, name: str) -> float | None:
 
 
 async def _ticket_response(
-    request: Request, office: str, ticket: Ticket, *, status: int = 200, with_token: bool
+    request: Request,
+    office: str,
+    ticket: Ticket,
+    *,
+    status: int = 200,
+    with_token: bool,
+    last_event: str = "",
 ) -> JSONResponse:
     known = await _queue(request).office(office)
-    wait = await _board(request).for_ticket(office, ticket)
+    wait = await _board(request).for_ticket(office, ticket, last_event)
     body = views.ticket(known, ticket, wait, with_token=with_token)
     return JSONResponse({"ticket": body}, status_code=status)
 
@@ -133,7 +139,12 @@ async def take_ticket(request: Request) -> JSONResponse:
         actor=actor,
     )
     return await _ticket_response(
-        request, office, issued.ticket, status=200 if issued.replayed else 201, with_token=True
+        request,
+        office,
+        issued.ticket,
+        status=200 if issued.replayed else 201,
+        with_token=True,
+        last_event=issued.event,
     )
 
 

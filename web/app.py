@@ -11,6 +11,8 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from urllib.parse import quote
 
 from redis.asyncio import Redis
@@ -31,8 +33,8 @@ from ..queue.tickets import QueueClient
 from ..queue.waits import WaitBoard
 from ..settings import Settings, load_settings
 from . import admin, api, console, metrics, pages, staff, stats, supervisor
-from .accounts import AccountStore
-from .exceptions import HTTPError, Unauthorized
+from .accounts import AccountStore, password_hasher
+from .exceptions import HTTPError, SecondFactorRequired, Unauthorized
 from .live import EventHub
 from .security import SecurityHeaders
 from .sessions import SessionStore
@@ -58,6 +60,8 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
         # A person at a browser is sent to sign in, and brought back afterwards.
         target = quote(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
         return RedirectResponse(f"/staff/signin?next={target}", status_code=303)
+    if isinstance(exc, SecondFactorRequired) and _wants_page(request):
+        return RedirectResponse("/staff/totp", status_code=303)
     return _error(exc.status, exc.code, exc.message)
 
 
@@ -106,7 +110,9 @@ def create_app(
         redis = Redis.from_url(
             url,
             decode_responses=True,
-            socket_timeout=2.0,
+            # No socket timeout: QueueClient bounds each operation with one deadline
+            # (redis-py would wrap every command in asyncio.wait_for instead).
+            socket_timeout=None,
             socket_connect_timeout=2.0,
             health_check_interval=15,
             retry=Retry(NoBackoff(), 1),
@@ -115,7 +121,12 @@ def create_app(
         queue = QueueClient(redis, settings)
         app.state.redis = redis
         app.state.queue = queue
-        app.state.accounts = AccountStore(redis)
+        app.state.accounts = AccountStore(
+            redis,
+            hasher=password_hasher(
+                settings.password_hash_memory_kib, settings.password_hash_time_cost
+            ),
+        )
         app.state.sessions = SessionStore(
             redis,
             idle_seconds=settings.session_idle_seconds,
@@ -123,14 +134,28 @@ def create_app(
         )
         app.state.events = hub = EventHub(redis)
         hub.start()
+        # The simulation runs in a process of its own, so that it neither stalls the
+        # event loop nor competes with it for the GIL.
+        # (With no interval, as in tests and replays, estimates are computed in line.)
+        estimating = (
+            ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"))
+            if settings.estimate_interval > 0
+            else None
+        )
         app.state.waits = WaitBoard(
-            queue, Estimator(settings), interval=settings.estimate_interval, clock=clock
+            queue,
+            Estimator(settings),
+            interval=settings.estimate_interval,
+            clock=clock,
+            executor=estimating,
         )
         log.info("web using redis %s", url)
         try:
             yield
         finally:
             await hub.stop()
+            if estimating is not None:
+                estimating.shutdown(cancel_futures=True)
             await redis.aclose()
 
     app = Starlette(

@@ -27,6 +27,12 @@ class Forbidden(HTTPError):
     code = "forbidden"
 
 
+class SecondFactorRequired(Forbidden):
+    """The account must set up its authenticator before it may do anything else."""
+
+    code = "second_factor_required"
+
+
 class PayloadTooLarge(HTTPError):
     status = 413
     code = "too_large"
@@ -40,6 +46,11 @@ class UnsupportedMediaType(HTTPError):
 class Unprocessable(HTTPError):
     status = 422
     code = "invalid"
+
+
+class TooManyRequests(HTTPError):
+    status = 429
+    code = "too_many_requests"
 
 
 class StoreUnavailable(HTTPError):

@@ -19,8 +19,9 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 def _errors(*statuses: int) -> dict[str, Any]:
     text = {
         400: "Malformed request (not JSON, not an object).",
-        401: "Missing or wrong staff token.",
-        403: "Staff operations are disabled on this server.",
+        401: "Not signed in, the session has ended, or the sign-in was not right.",
+        403: "Not allowed: another office, no CSRF token, or an authenticator to set up first.",
+        429: "Too many failed sign-ins for this user name or address; wait 15 minutes.",
         404: "Unknown office, service, counter or ticket.",
         409: "The ticket or counter is not in a state that allows this.",
         413: "Request body too large.",
@@ -40,7 +41,49 @@ TICKET = {
     "schema": {"type": "string"},
 }
 COUNTER = {"name": "counter", "in": "path", "required": True, "schema": {"type": "string"}}
-STAFF: list[dict[str, list[str]]] = [{"staffToken": []}]
+#: Staff operations need the session cookie and, to change anything, its CSRF token.
+STAFF: list[dict[str, list[str]]] = [{"session": [], "csrf": []}]
+SECURITY_SCHEMES = {
+    "session": {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": "__Host-madoguchi",
+        "description": "Set by POST /api/v1/session (named madoguchi on plain http://localhost).",
+    },
+    "csrf": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-CSRF-Token",
+        "description": "The csrf that POST /api/v1/session returned; on every change.",
+    },
+}
+SIGN_IN = {
+    "type": "object",
+    "required": ["username", "password"],
+    "properties": {
+        "username": {"type": "string"},
+        "password": {"type": "string"},
+        "code": {
+            "type": "string",
+            "description": "The authenticator code, if there is one.",
+        },
+    },
+}
+SIGNED_IN = {
+    "type": "object",
+    "properties": {
+        "csrf": {"type": "string", "description": "Send it as X-CSRF-Token on every change."},
+        "username": {"type": "string"},
+        "name": {"type": "string"},
+        "role": {"enum": ["staff", "supervisor", "admin"]},
+        "offices": {"type": "array", "items": {"type": "string"}},
+        "services": {"type": "array", "items": {"type": "string"}},
+        "second_factor_required": {
+            "type": "boolean",
+            "description": "An authenticator must be set up at /staff/totp before anything else.",
+        },
+    },
+}
 
 SCHEMAS: dict[str, Any] = {
     "Error": {
@@ -95,6 +138,7 @@ SCHEMAS: dict[str, Any] = {
             "issued_at": {"type": "string", "format": "date-time"},
             "appointment_at": {"type": ["string", "null"], "format": "date-time"},
             "called_at": {"type": ["string", "null"], "format": "date-time"},
+            "started_at": {"type": ["string", "null"], "format": "date-time"},
             "counter": {"type": ["string", "null"]},
             "recalls": {"type": "integer"},
             "estimate": _ref("Estimate"),
@@ -148,6 +192,10 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "office": _ref("OfficeSummary"),
             "as_of": {"type": "string", "format": "date-time"},
+            "last_event": {
+                "type": "string",
+                "description": "Id of the latest event this status reflects (an SSE event id).",
+            },
             "services": {
                 "type": "array",
                 "items": {
@@ -177,14 +225,14 @@ def _action(
     result: str,
     body: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A staff operation: POST, bearer token, an optional JSON body."""
+    """A staff operation: POST, session cookie and CSRF token, an optional JSON body."""
     operation: dict[str, Any] = {
         "summary": summary,
         "security": STAFF,
         "parameters": parameters,
         "responses": {
             "200": _json(_ref(result), "The result of the change."),
-            **_errors(400, 401, 404, 409, 413, 422, 503),
+            **_errors(400, 401, 403, 404, 409, 413, 422, 503),
         },
     }
     if body is not None:
@@ -208,13 +256,32 @@ def document() -> dict[str, Any]:
         "info": {
             "title": "Madoguchi API",
             "version": __version__,
-            "description": "Take and follow tickets; run counters (staff token required).",
+            "description": "Take and follow tickets; run counters (staff sign in first, "
+            "with POST /api/v1/session).",
         },
-        "components": {
-            "schemas": SCHEMAS,
-            "securitySchemes": {"staffToken": {"type": "http", "scheme": "bearer"}},
-        },
+        "components": {"schemas": SCHEMAS, "securitySchemes": SECURITY_SCHEMES},
         "paths": {
+            "/api/v1/session": {
+                "post": {
+                    "summary": "Sign in: sets the session cookie and returns its CSRF token",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": SIGN_IN}},
+                    },
+                    "responses": {
+                        "200": _json(SIGNED_IN, "Signed in."),
+                        **_errors(400, 401, 413, 415, 422, 429, 503),
+                    },
+                },
+                "delete": {
+                    "summary": "Sign out: the session ends at once",
+                    "security": STAFF,
+                    "responses": {
+                        "200": _json({"type": "object"}, "Signed out."),
+                        **_errors(401, 403, 503),
+                    },
+                },
+            },
             "/api/v1/offices": {
                 "get": {
                     "summary": "Every office",

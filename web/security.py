@@ -4,7 +4,12 @@ The session cookie is ``__Host-madoguchi`` (``Secure``, ``HttpOnly``,
 ``SameSite=Lax``, ``Path=/``); on plain ``http://localhost`` during development
 browsers refuse ``Secure`` cookies, so there it is ``madoguchi`` without ``Secure``.
 Every state-changing staff request carries the session's CSRF token, in the form
-field ``csrf`` or the header ``X-CSRF-Token``.
+field ``csrf`` or the header ``X-CSRF-Token``. The sign-in form, which comes before
+any session, carries a token that must match a cookie of its own
+(``__Host-madoguchi-signin``), so that no other site can sign someone in.
+
+An account whose admin requires a second factor that it has not set up yet may only
+set it up (``/staff/totp``) or sign out: :func:`require` refuses everything else.
 """
 
 from __future__ import annotations
@@ -16,13 +21,19 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..queue.exceptions import NotFound
 from .accounts import AccountStore, Role, StaffAccount
-from .exceptions import Forbidden, Unauthorized
+from .exceptions import Forbidden, SecondFactorRequired, Unauthorized
 from .sessions import Session, SessionStore
 
 SECURE_COOKIE = "__Host-madoguchi"
 PLAIN_COOKIE = "madoguchi"
+SIGNIN_SUFFIX = "-signin"
+#: How long a sign-in form's token lasts, in seconds.
+SIGNIN_TOKEN_SECONDS = 3600
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
+#: Where a person sets up the authenticator an admin requires.
+ENROL_PATH = "/staff/totp"
 
 CONTENT_SECURITY_POLICY = "; ".join(
     [
@@ -60,6 +71,39 @@ def cookie_name(connection: HTTPConnection) -> str:
     return PLAIN_COOKIE if plain_localhost(connection) else SECURE_COOKIE
 
 
+def signin_cookie_name(connection: HTTPConnection) -> str:
+    return cookie_name(connection) + SIGNIN_SUFFIX
+
+
+def signin_token(connection: HTTPConnection) -> str:
+    """The sign-in form's token: the browser's own if it has one, else a new one."""
+    given = connection.cookies.get(signin_cookie_name(connection), "")
+    return given if 32 <= len(given) <= 64 else secrets.token_urlsafe(32)
+
+
+def set_signin_cookie(response: Response, connection: HTTPConnection, token: str) -> None:
+    response.set_cookie(
+        signin_cookie_name(connection),
+        token,
+        max_age=SIGNIN_TOKEN_SECONDS,
+        path="/",
+        secure=not plain_localhost(connection),
+        httponly=True,
+        samesite="strict",
+    )
+
+
+def signin_token_matches(connection: HTTPConnection, given: str) -> bool:
+    """Whether the sign-in form's token is the one in this browser's sign-in cookie."""
+    expected = connection.cookies.get(signin_cookie_name(connection), "")
+    return bool(expected and given) and secrets.compare_digest(given.encode(), expected.encode())
+
+
+def session_id(connection: HTTPConnection) -> str:
+    """The session id the request's cookie holds, or ``""``."""
+    return connection.cookies.get(cookie_name(connection), "")
+
+
 def set_session_cookie(response: Response, connection: HTTPConnection, session: Session) -> None:
     response.set_cookie(
         cookie_name(connection),
@@ -87,14 +131,17 @@ async def signed_in(connection: HTTPConnection) -> Staff | None:
         cached: Staff | None = connection.scope["staff"]
         return cached
     staff = None
-    session_id = connection.cookies.get(cookie_name(connection), "")
+    given = session_id(connection)
     state = connection.app.state
     sessions: SessionStore = state.sessions
-    session = await sessions.get(session_id, now=state.clock()) if session_id else None
+    session = await sessions.get(given, now=state.clock()) if given else None
     if session is not None:
         accounts: AccountStore = state.accounts
-        account = await accounts.get(session.username)
-        if account.disabled:
+        try:
+            account = await accounts.get(session.username)
+        except NotFound:
+            account = None
+        if account is None or account.disabled:
             await sessions.end(session.id)
         else:
             staff = Staff(account, session)
@@ -103,12 +150,25 @@ async def signed_in(connection: HTTPConnection) -> Staff | None:
 
 
 async def require(
-    connection: HTTPConnection, role: Role = Role.STAFF, *, office: str | None = None
+    connection: HTTPConnection,
+    role: Role = Role.STAFF,
+    *,
+    office: str | None = None,
+    enrolling: bool = False,
 ) -> Staff:
-    """The signed-in staff member with at least ``role`` (at ``office``), or a 401/403."""
+    """The signed-in staff member with at least ``role`` (at ``office``), or a 401/403.
+
+    Only the handlers of enrolment and sign-out pass ``enrolling``: for an account that
+    must still set up its authenticator, every other handler answers 403 (and a page
+    sends the person to :data:`ENROL_PATH`).
+    """
     staff = await signed_in(connection)
     if staff is None:
         raise Unauthorized("sign in first")
+    if staff.account.must_enroll and not enrolling:
+        raise SecondFactorRequired(
+            f"set up your authenticator app first, at {ENROL_PATH}: an administrator requires it"
+        )
     if not staff.account.role.at_least(role):
         raise Forbidden(f"this needs the {role.value} role")
     if office is not None and not staff.account.works_at(office):

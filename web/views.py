@@ -48,6 +48,7 @@ def ticket(
         "issued_at": moment(value.issued_at, zone),
         "appointment_at": moment(value.appointment_at, zone),
         "called_at": moment(value.called_at, zone),
+        "started_at": moment(value.started_at, zone),
         "counter": value.counter,
         "recalls": value.recalls,
         "estimate": estimate(wait),
@@ -101,6 +102,7 @@ def office_status(board: Board) -> dict[str, Any]:
     return {
         "office": office_summary(office),
         "as_of": moment(board.computed_at, office.zone),
+        "last_event": snapshot.last_event,
         "services": [
             service(s, board) for s in sorted(snapshot.services.values(), key=lambda s: s.prefix)
         ],
