@@ -229,8 +229,8 @@ async def test_counter_operations_need_a_staff_session(
             f"{BASE}/counters/c1/open",
             b'{"services": ["nope"]}',
             STAFF,
-            404,
-            'service "nope"',
+            403,
+            'may not serve "nope"',
         ),
         (
             "POST",

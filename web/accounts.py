@@ -86,6 +86,10 @@ class StaffAccount:
                         f'{kind} id "{value[:40]}" must be lowercase letters, digits and hyphens'
                     )
 
+    def serves(self, service: str) -> bool:
+        """Whether this person may serve ``service`` (admins may serve every service)."""
+        return self.role is Role.ADMIN or service in self.services
+
     def works_at(self, office: str) -> bool:
         return self.role is Role.ADMIN or office in self.offices
 

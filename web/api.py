@@ -15,9 +15,9 @@ from ..queue.model import CancelReason, Channel, Ticket
 from ..queue.tickets import TICKET_ID, QueueClient
 from ..queue.waits import WaitBoard
 from . import views
-from .auth import require_staff
+from .auth import require_staff, staff_of
 from .bodies import get, maybe, need, only, read_json
-from .exceptions import Unprocessable
+from .exceptions import Forbidden, Unprocessable
 from .openapi import document
 
 #: Channels a resident may use without staff; "reception" is staff-only.
@@ -200,7 +200,8 @@ async def ticket_action(request: Request) -> JSONResponse:
 
 async def counter_action(request: Request) -> JSONResponse:
     office = _path(request, "office", "office")
-    actor = await require_staff(request, office)
+    staff = await staff_of(request, office)
+    actor = staff.actor
     counter = _path(request, "counter", "counter")
     action = _action(request, COUNTER_ACTIONS, "counter")
     queue = _queue(request)
@@ -218,6 +219,9 @@ async def counter_action(request: Request) -> JSONResponse:
         name = get(body, "name", str, "")
         if not all(isinstance(s, str) for s in services):
             raise Unprocessable('field "services" must be a list of service ids')
+        for service in services:
+            if not staff.account.serves(service):
+                raise Forbidden(f'you may not serve "{service[:40]}"; ask an administrator')
         result = await queue.open_counter(
             office, counter, services, now=now, name=name, actor=actor
         )

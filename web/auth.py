@@ -9,14 +9,19 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-from .security import check_csrf, require
+from .security import Staff, check_csrf, require
 
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
-async def require_staff(request: Request, office: str | None = None) -> str:
-    """Refuse the request unless it comes from staff (of ``office``); return the actor."""
+async def staff_of(request: Request, office: str | None = None) -> Staff:
+    """The staff member (of ``office``) behind the request, CSRF-checked when it changes state."""
     staff = await require(request, office=office)
     if request.method not in SAFE_METHODS:
         check_csrf(request, staff)
-    return staff.actor
+    return staff
+
+
+async def require_staff(request: Request, office: str | None = None) -> str:
+    """Refuse the request unless it comes from staff (of ``office``); return the actor."""
+    return (await staff_of(request, office)).actor
