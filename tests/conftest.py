@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import html
+import re
+import signal
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import Any
 
 import httpx
 import pytest
 import redis
 from redis.asyncio import Redis as AsyncRedis
+from rq import SimpleWorker
+from rq.job import Job
+from rq.serializers import JSONSerializer
 from starlette.applications import Starlette
 
 from madoguchi.embedded import RedisServer, find_redis_server
+from madoguchi.queue.jobs import job_queue
 from madoguchi.queue.model import Office, Service, ServiceMode
 from madoguchi.queue.tickets import QueueClient
 from madoguchi.settings import Settings
@@ -25,6 +33,8 @@ T0 = 1_795_651_200.0
 PASSWORD = "Counter-Clerk-2026!"
 #: argon2 at its least cost: the real parameters take a second a hash on a busy test machine.
 CHEAP_HASHES = {"password_hash_memory_kib": 1024, "password_hash_time_cost": 1}
+#: The CSRF token a staff page carries in its forms.
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
 @pytest.fixture(scope="session")
@@ -80,6 +90,36 @@ async def office(queue: QueueClient) -> Office:
     for service in SERVICES:
         await queue.put_service(OFFICE.id, service, now=T0)
     return OFFICE
+
+
+@pytest.fixture
+def connection(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[redis.Redis]:
+    """The worker's connection; jobs find the same Redis through ``REDIS_URL``."""
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+def work(connection: redis.Redis, *, with_scheduler: bool = False) -> None:
+    """Run every queued rq job in this process, then return."""
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        worker = SimpleWorker(
+            [job_queue(connection)], connection=connection, serializer=JSONSerializer
+        )
+        worker.work(burst=True, with_scheduler=with_scheduler)
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+
+
+def run_job(connection: redis.Redis, function: object, *args: object) -> Job:
+    """Enqueue one job, run it, and return it as it ended."""
+    job = job_queue(connection).enqueue(function, *args)
+    work(connection)
+    job.refresh()
+    return job
 
 
 def wait_for_port(port: int, timeout: float = 10.0) -> None:
@@ -143,6 +183,49 @@ async def sign_in(
     response = await client.post("/api/v1/session", json=body)
     client.cookies.clear()  # requests without these headers stay anonymous
     return session_headers(response)
+
+
+def shown(response: httpx.Response) -> str:
+    """The page's text as a person reads it (entities such as &#34; decoded)."""
+    return html.unescape(response.text)
+
+
+async def refusal(http: httpx.AsyncClient, status: int, url: str, data: Mapping[str, Any]) -> str:
+    """Post a form the app refuses with *status*; the answer's text as a person reads it."""
+    response = await http.post(url, data=data)
+    assert response.status_code == status, response.text
+    return shown(response)
+
+
+@pytest.fixture
+async def http(app: Starlette, office: Office) -> AsyncIterator[httpx.AsyncClient]:
+    """A client on plain ``http://localhost``, where the session cookie needs no TLS."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
+        yield client
+
+
+async def sign_in_form(
+    http: httpx.AsyncClient,
+    app: Starlette,
+    username: str,
+    role: Role,
+    offices: tuple[str, ...] = (OFFICE.id,),
+) -> str:
+    """Create an account, sign in through the form, and return the session's CSRF token."""
+    account = StaffAccount(username, f"Test {username}", role, offices, ("certs",))
+    await app.state.accounts.create(account, PASSWORD)
+    form = await http.get("/staff/signin")
+    token = CSRF.search(form.text)
+    assert token is not None
+    signed = await http.post(
+        "/staff/signin",
+        data={"username": username, "password": PASSWORD, "csrf": token.group(1), "next": "/"},
+    )
+    assert signed.status_code == 303, signed.text
+    found = CSRF.search((await http.get("/staff/")).text)
+    assert found is not None
+    return found.group(1)
 
 
 @pytest.fixture

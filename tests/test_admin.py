@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import html
 import re
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -12,56 +10,17 @@ from starlette.applications import Starlette
 
 from madoguchi.queue.exceptions import InvalidInput
 from madoguchi.queue.model import DEFAULT_BANDS, Office, Service
-from madoguchi.web.accounts import Role, StaffAccount
+from madoguchi.web.accounts import Role
 
-from conftest import T0
+from conftest import T0, refusal, shown, sign_in_form
 
-PASSWORD = "Counter-Clerk-2026!"
-CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 SERVICES = "/admin/offices/kokurakita/services"
 CERTS = f"{SERVICES}/certs"
 
 
-def shown(response: httpx.Response) -> str:
-    """The page's text as a person reads it (entities such as &#34; decoded)."""
-    return html.unescape(response.text)
-
-
-@pytest.fixture
-async def http(app: Starlette, office: Office) -> AsyncIterator[httpx.AsyncClient]:
-    """A client on plain ``http://localhost``, where the session cookie needs no TLS."""
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
-        yield client
-
-
-async def sign_in(
-    http: httpx.AsyncClient,
-    app: Starlette,
-    username: str,
-    role: Role,
-    offices: tuple[str, ...] = ("kokurakita",),
-) -> str:
-    """Create an account, sign in through the form, and return the session's CSRF token."""
-    account = StaffAccount(username, f"Test {username}", role, offices, ("certs",))
-    await app.state.accounts.create(account, PASSWORD)
-    form = await http.get("/staff/signin")
-    token = CSRF.search(form.text)
-    assert token is not None
-    signed = await http.post(
-        "/staff/signin",
-        data={"username": username, "password": PASSWORD, "csrf": token.group(1), "next": "/"},
-    )
-    assert signed.status_code == 303, signed.text
-    home = await http.get("/staff/")
-    found = CSRF.search(home.text)
-    assert found is not None
-    return found.group(1)
-
-
 @pytest.fixture
 async def admin(http: httpx.AsyncClient, app: Starlette) -> str:
-    return await sign_in(http, app, "admin", Role.ADMIN, ())
+    return await sign_in_form(http, app, "admin", Role.ADMIN, ())
 
 
 def service_form(csrf: str, **changes: str) -> dict[str, str]:
@@ -97,7 +56,7 @@ async def test_admin_pages_need_the_admin_role(http: httpx.AsyncClient, app: Sta
     anonymous = await http.get("/admin/")
     assert anonymous.status_code == 303
     assert anonymous.headers["location"].startswith("/staff/signin")
-    csrf = await sign_in(http, app, "boss", Role.SUPERVISOR)
+    csrf = await sign_in_form(http, app, "boss", Role.SUPERVISOR)
     assert (await http.get("/admin/")).status_code == 403
     refused = await http.post("/admin/offices", data={"csrf": csrf, "id": "tobata"})
     assert refused.status_code == 403
@@ -199,7 +158,9 @@ async def test_office_form_problems_are_named_field_by_field(
     assert 'aria-invalid="true"' in text
     # what was typed comes back, so that it need not be typed again
     assert 'value="Tobata"' in text
-    taken = await http.post(
+    assert "“kokurakita” is already in use" in await refusal(
+        http,
+        422,
         "/admin/offices",
         data={
             "csrf": admin,
@@ -210,8 +171,6 @@ async def test_office_form_problems_are_named_field_by_field(
             "priority_cap": "3",
         },
     )
-    assert taken.status_code == 422
-    assert "“kokurakita” is already in use" in shown(taken)
     assert await app.state.queue.office_ids() == ["kokurakita"]
     assert (await app.state.queue.office("kokurakita")).name_en == "Kokurakita Ward Office"
 
@@ -290,9 +249,9 @@ async def test_service_form_problems(http: httpx.AsyncClient, app: Starlette, ad
     assert snapshot.services["certs"].name_en == "Certificates"
     assert len(snapshot.services) == 3
     long_name = service_form(admin, name_ko="가" * 81)
-    refused = await http.post("/admin/offices/kokurakita/services", data=long_name)
-    assert refused.status_code == 422
-    assert "can have at most 80 characters" in shown(refused)
+    assert "can have at most 80 characters" in await refusal(
+        http, 422, "/admin/offices/kokurakita/services", data=long_name
+    )
 
 
 async def test_edit_a_service_keeps_its_id(
@@ -334,11 +293,9 @@ async def test_a_service_in_use_cannot_be_deleted_only_deactivated(
     assert called.id == waiting.ticket.id
     await queue.start("kokurakita", called.id, now=T0 + 90)
     await queue.finish("kokurakita", called.id, now=T0 + 120)
-    refused = await http.post(
-        "/admin/offices/kokurakita/services/certs/delete", data={"csrf": admin}
+    assert 'counter "c1" serves "certs"' in await refusal(
+        http, 409, "/admin/offices/kokurakita/services/certs/delete", data={"csrf": admin}
     )
-    assert refused.status_code == 409
-    assert 'counter "c1" serves "certs"' in shown(refused)
     await queue.put_counter("kokurakita", "c1", ["moving"], now=T0)
     deleted = await http.post(
         "/admin/offices/kokurakita/services/certs/delete", data={"csrf": admin}
@@ -356,11 +313,9 @@ async def test_a_service_held_at_a_counter_cannot_be_deleted(
     await queue.open_counter("kokurakita", "c1", ["care"], now=T0)
     await queue.call_next("kokurakita", "c1", now=T0 + 1)
     await queue.put_counter("kokurakita", "c1", ["moving"], now=T0 + 2)
-    refused = await http.post(
-        "/admin/offices/kokurakita/services/care/delete", data={"csrf": admin}
+    assert 'counter "c1" holds ticket C-001' in await refusal(
+        http, 409, "/admin/offices/kokurakita/services/care/delete", data={"csrf": admin}
     )
-    assert refused.status_code == 409
-    assert 'counter "c1" holds ticket C-001' in shown(refused)
 
 
 # -- counters --------------------------------------------------------------------------
@@ -382,23 +337,24 @@ async def test_counters_are_created_closed_edited_and_deleted(
         "closed",
         ("certs", "moving"),
     )
-    again = await http.post(
+    assert "“window-3” is already in use" in await refusal(
+        http,
+        409,
         "/admin/offices/kokurakita/counters",
         data={"csrf": admin, "id": "window-3", "name": "Other", "services": ["care"]},
     )
-    assert again.status_code == 409
-    assert "“window-3” is already in use" in shown(again)
-    none_chosen = await http.post(
-        "/admin/offices/kokurakita/counters/window-3", data={"csrf": admin, "name": "3番窓口"}
+    assert "Choose at least one for “Services it serves”." in await refusal(
+        http,
+        422,
+        "/admin/offices/kokurakita/counters/window-3",
+        data={"csrf": admin, "name": "3番窓口"},
     )
-    assert none_chosen.status_code == 422
-    assert "Choose at least one for “Services it serves”." in shown(none_chosen)
-    unknown = await http.post(
+    assert "“nope” is not one of the choices" in await refusal(
+        http,
+        422,
         "/admin/offices/kokurakita/counters/window-3",
         data={"csrf": admin, "name": "3番窓口", "services": ["certs", "nope"]},
     )
-    assert unknown.status_code == 422
-    assert "“nope” is not one of the choices" in shown(unknown)
     await queue.open_counter("kokurakita", "window-3", now=T0)
     edited = await http.post(
         "/admin/offices/kokurakita/counters/window-3",
@@ -407,11 +363,9 @@ async def test_counters_are_created_closed_edited_and_deleted(
     assert edited.status_code == 303
     counter = (await queue.snapshot("kokurakita", now=T0)).counters[0]
     assert (counter.name, counter.state.value, counter.services) == ("Window 3", "open", ("care",))
-    refused = await http.post(
-        "/admin/offices/kokurakita/counters/window-3/delete", data={"csrf": admin}
+    assert "is open, not closed" in await refusal(
+        http, 409, "/admin/offices/kokurakita/counters/window-3/delete", data={"csrf": admin}
     )
-    assert refused.status_code == 409
-    assert "is open, not closed" in shown(refused)
     await queue.close_counter("kokurakita", "window-3", now=T0)
     deleted = await http.post(
         "/admin/offices/kokurakita/counters/window-3/delete", data={"csrf": admin}
@@ -463,9 +417,9 @@ async def test_create_a_staff_account(http: httpx.AsyncClient, app: Starlette, a
 
 
 async def test_staff_account_problems(http: httpx.AsyncClient, app: Starlette, admin: str) -> None:
-    weak = await http.post("/admin/staff", data=staff_form(admin, password="password123"))
-    assert weak.status_code == 422
-    assert "a password needs at least 12 characters" in shown(weak)
+    assert "a password needs at least 12 characters" in await refusal(
+        http, 422, "/admin/staff", data=staff_form(admin, password="password123")
+    )
     common = await http.post("/admin/staff", data=staff_form(admin, password="passwordpassword"))
     assert common.status_code == 422
     assert "choose a stronger password" in shown(common)
@@ -484,12 +438,12 @@ async def test_staff_account_problems(http: httpx.AsyncClient, app: Starlette, a
         "“nope” is not one of the choices",
     ):
         assert message in shown(bad)
-    no_office = await http.post("/admin/staff", data=staff_form(admin, offices=[]))
-    assert no_office.status_code == 422
-    assert "Choose at least one for “Offices”." in shown(no_office)
-    taken = await http.post("/admin/staff", data=staff_form(admin, username="admin"))
-    assert taken.status_code == 409
-    assert "“admin” is already in use" in shown(taken)
+    assert "Choose at least one for “Offices”." in await refusal(
+        http, 422, "/admin/staff", data=staff_form(admin, offices=[])
+    )
+    assert "“admin” is already in use" in await refusal(
+        http, 409, "/admin/staff", data=staff_form(admin, username="admin")
+    )
     assert [a.username for a in await app.state.accounts.all()] == ["admin"]
 
 
@@ -498,7 +452,7 @@ async def test_disabling_an_account_ends_its_sessions(
 ) -> None:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as other:
-        await sign_in(other, app, "ito", Role.STAFF)
+        await sign_in_form(other, app, "ito", Role.STAFF)
         assert (await other.get("/staff/")).status_code == 200
         disabled = await http.post("/admin/staff/ito/disable", data={"csrf": admin})
         assert disabled.status_code == 303
@@ -523,13 +477,13 @@ async def test_end_all_sessions_and_set_a_password(
 ) -> None:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as other:
-        await sign_in(other, app, "ito", Role.STAFF)
+        await sign_in_form(other, app, "ito", Role.STAFF)
         ended = await http.post("/admin/staff/ito/sessions", data={"csrf": admin})
         assert ended.status_code == 303
         assert (await other.get("/staff/")).status_code == 303
-    weak = await http.post("/admin/staff/ito/password", data={"csrf": admin, "password": "short"})
-    assert weak.status_code == 422
-    assert "a password needs at least 12 characters" in shown(weak)
+    assert "a password needs at least 12 characters" in await refusal(
+        http, 422, "/admin/staff/ito/password", data={"csrf": admin, "password": "short"}
+    )
     changed = await http.post(
         "/admin/staff/ito/password", data={"csrf": admin, "password": "Kokura-Castle-Lantern-7"}
     )
@@ -560,15 +514,15 @@ async def test_remove_a_lost_authenticator(
 async def test_an_admin_cannot_lock_themself_out(
     http: httpx.AsyncClient, app: Starlette, admin: str
 ) -> None:
-    refused = await http.post("/admin/staff/admin/disable", data={"csrf": admin})
-    assert refused.status_code == 409
-    assert "cannot disable your own account" in shown(refused)
-    demoted = await http.post(
+    assert "cannot disable your own account" in await refusal(
+        http, 409, "/admin/staff/admin/disable", data={"csrf": admin}
+    )
+    assert "cannot take away your own admin role" in await refusal(
+        http,
+        409,
         "/admin/staff/admin",
         data={"csrf": admin, "name": "Admin", "role": "staff", "offices": ["kokurakita"]},
     )
-    assert demoted.status_code == 409
-    assert "cannot take away your own admin role" in shown(demoted)
     account = await app.state.accounts.get("admin")
     assert account.role is Role.ADMIN
     assert not account.disabled

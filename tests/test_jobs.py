@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 import time
-from collections.abc import Iterator
 
-import pytest
 import redis
 from redis.asyncio import Redis as AsyncRedis
-from rq import SimpleWorker
 from rq.job import Job, JobStatus
 from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
@@ -25,40 +21,11 @@ from madoguchi.queue.jobs import (
 from madoguchi.queue.tickets import QueueClient
 from madoguchi.settings import Settings
 
-from conftest import OFFICE, SERVICES, T0
+from conftest import OFFICE, SERVICES, T0, run_job, work
 
 DAY = 86_400.0
 #: The office's local date at ``T0``.
 FIRST_DAY = "2026-11-26"
-
-
-@pytest.fixture
-def connection(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[redis.Redis]:
-    """The worker's connection; jobs find the same Redis through ``REDIS_URL``."""
-    monkeypatch.setenv("REDIS_URL", redis_url)
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
-
-
-def work(connection: redis.Redis, *, with_scheduler: bool = False) -> None:
-    """Run every queued job in this process, then return."""
-    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        worker = SimpleWorker(
-            [job_queue(connection)], connection=connection, serializer=JSONSerializer
-        )
-        worker.work(burst=True, with_scheduler=with_scheduler)
-    finally:
-        for signum, handler in handlers.items():
-            signal.signal(signum, handler)
-
-
-def run(connection: redis.Redis, function: object, *args: object) -> Job:
-    job = job_queue(connection).enqueue(function, *args)
-    work(connection)
-    job.refresh()
-    return job
 
 
 async def _queue_day(settings: Settings) -> dict[str, str]:
@@ -106,7 +73,7 @@ def test_close_day_abandons_what_still_waits_from_that_day(
 ) -> None:
     tokens = asyncio.run(_queue_day(settings))
 
-    job = run(connection, close_day, OFFICE.id, FIRST_DAY, T0 + DAY + 60)
+    job = run_job(connection, close_day, OFFICE.id, FIRST_DAY, T0 + DAY + 60)
 
     assert job.get_status() == JobStatus.FINISHED
     assert job.return_value() == 2
@@ -125,21 +92,21 @@ def test_close_day_abandons_what_still_waits_from_that_day(
 
 def test_close_day_again_changes_nothing(connection: redis.Redis, settings: Settings) -> None:
     asyncio.run(_queue_day(settings))
-    assert run(connection, close_day, OFFICE.id, FIRST_DAY, T0 + DAY).return_value() == 2
+    assert run_job(connection, close_day, OFFICE.id, FIRST_DAY, T0 + DAY).return_value() == 2
     length = connection.xlen(keys.events(OFFICE.id))
 
-    assert run(connection, close_day, OFFICE.id, FIRST_DAY, T0 + DAY).return_value() == 0
+    assert run_job(connection, close_day, OFFICE.id, FIRST_DAY, T0 + DAY).return_value() == 0
     assert connection.xlen(keys.events(OFFICE.id)) == length
 
 
 def test_close_day_of_an_unknown_office_closes_nothing(connection: redis.Redis) -> None:
-    job = run(connection, close_day, "nowhere", FIRST_DAY, T0)
+    job = run_job(connection, close_day, "nowhere", FIRST_DAY, T0)
     assert job.get_status() == JobStatus.FINISHED
     assert job.return_value() == 0
 
 
 def test_close_day_refuses_a_malformed_day(connection: redis.Redis) -> None:
-    job = run(connection, close_day, OFFICE.id, "yesterday", T0)
+    job = run_job(connection, close_day, OFFICE.id, "yesterday", T0)
     assert job.get_status() == JobStatus.FAILED
     assert "yesterday" in (job.latest_result().exc_string or "")
 
@@ -150,14 +117,14 @@ def test_close_past_days_closes_yesterday_and_schedules_its_next_run(
     tokens = asyncio.run(_queue_day(settings))
     now = T0 + DAY + 3600  # 2026-11-27 10:00 in Tokyo, 01:00 UTC
 
-    job = run(connection, close_past_days, now)
+    job = run_job(connection, close_past_days, now)
 
     assert job.return_value() == {OFFICE.id: 2}
     assert asyncio.run(_statuses(settings, tokens))["today"] == "waiting"
     registry = ScheduledJobRegistry(queue=job_queue(connection))
     assert registry.get_job_ids() == ["madoguchi-close-past-days-20261127T02"]
 
-    assert run(connection, close_past_days, now).return_value() == {OFFICE.id: 0}
+    assert run_job(connection, close_past_days, now).return_value() == {OFFICE.id: 0}
     assert registry.get_job_ids() == ["madoguchi-close-past-days-20261127T02"]
 
 

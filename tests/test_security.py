@@ -472,6 +472,23 @@ def _supervise(verb: str, office: str = "kokurakita") -> Expect:
     return Expect(f"{verb} a counter at {office}", supervise(verb, office), answers)
 
 
+def _statistics(name: str, path: str) -> list[Expect]:
+    """Statistics for supervisors: of their offices, of the home office, of another one."""
+    return [
+        Expect(name, get(path), page(least=Role.SUPERVISOR)),
+        Expect(
+            f"{name} of kokurakita",
+            get(f"{path}?office=kokurakita"),
+            page(least=Role.SUPERVISOR, office=True),
+        ),
+        Expect(
+            f"{name} of moji",
+            get(f"{path}?office=moji"),
+            page(least=Role.SUPERVISOR, office=True, at="moji"),
+        ),
+    ]
+
+
 def _signed_in_elsewhere(answer: Expected) -> dict[str, Expected]:
     """Anyone may call it; the signed-in get ``answer`` instead."""
     return {**everyone(200), **dict.fromkeys(SIGNED_IN, answer)}
@@ -640,32 +657,8 @@ EXPECTATIONS: dict[tuple[str, str], list[Expect]] = {
         _supervise("pause", "moji"),
     ],
     # -- statistics ------------------------------------------------------------------------
-    ("GET", "/staff/stats"): [
-        Expect("statistics", get("/staff/stats"), page(least=Role.SUPERVISOR)),
-        Expect(
-            "statistics of kokurakita",
-            get("/staff/stats?office=kokurakita"),
-            page(least=Role.SUPERVISOR, office=True),
-        ),
-        Expect(
-            "statistics of moji",
-            get("/staff/stats?office=moji"),
-            page(least=Role.SUPERVISOR, office=True, at="moji"),
-        ),
-    ],
-    ("GET", "/staff/stats.csv"): [
-        Expect("CSV", get("/staff/stats.csv"), page(least=Role.SUPERVISOR)),
-        Expect(
-            "CSV of kokurakita",
-            get("/staff/stats.csv?office=kokurakita"),
-            page(least=Role.SUPERVISOR, office=True),
-        ),
-        Expect(
-            "CSV of moji",
-            get("/staff/stats.csv?office=moji"),
-            page(least=Role.SUPERVISOR, office=True, at="moji"),
-        ),
-    ],
+    ("GET", "/staff/stats"): _statistics("statistics", "/staff/stats"),
+    ("GET", "/staff/stats.csv"): _statistics("CSV", "/staff/stats.csv"),
     # -- administration: admins only, at every office --------------------------------------
     **{
         ("GET", route): [Expect(name, get(path), page(least=Role.ADMIN))]

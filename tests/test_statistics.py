@@ -7,9 +7,8 @@ import asyncio
 import csv
 import io
 import re
-import signal
 import statistics as stdstats
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -19,10 +18,8 @@ import httpx
 import pytest
 import redis
 from redis.asyncio import Redis as AsyncRedis
-from rq import SimpleWorker
-from rq.job import Job, JobStatus
+from rq.job import JobStatus
 from rq.registry import ScheduledJobRegistry
-from rq.serializers import JSONSerializer
 from starlette.applications import Starlette
 
 from madoguchi.queue import keys
@@ -46,7 +43,7 @@ from madoguchi.settings import Settings
 from madoguchi.web.accounts import AccountStore, Role, StaffAccount
 from madoguchi.web.stats import CSV_COLUMNS
 
-from conftest import OFFICE, SERVICES, T0
+from conftest import OFFICE, SERVICES, T0, run_job
 
 NORMAL = Path(__file__).parent / "data" / "sample-normal.jsonl"
 TOKYO = ZoneInfo("Asia/Tokyo")
@@ -280,34 +277,6 @@ def test_day_start_follows_the_office_zone() -> None:
 
 
 # -- the roll-up job --------------------------------------------------------------------------
-
-
-@pytest.fixture
-def connection(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[redis.Redis]:
-    """The worker's connection; jobs find the same Redis through ``REDIS_URL``."""
-    monkeypatch.setenv("REDIS_URL", redis_url)
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
-
-
-def work(connection: redis.Redis) -> None:
-    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        worker = SimpleWorker(
-            [job_queue(connection)], connection=connection, serializer=JSONSerializer
-        )
-        worker.work(burst=True)
-    finally:
-        for signum, handler in handlers.items():
-            signal.signal(signum, handler)
-
-
-def run_job(connection: redis.Redis, function: object, *args: object) -> Job:
-    job = job_queue(connection).enqueue(function, *args)
-    work(connection)
-    job.refresh()
-    return job
 
 
 async def _with_queue(settings: Settings, action: Callable[[QueueClient], object]) -> object:

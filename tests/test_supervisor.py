@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import html
 import re
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -12,54 +10,16 @@ from starlette.applications import Starlette
 
 from madoguchi.queue.model import CancelReason, CounterState, Office
 from madoguchi.queue.tickets import QueueClient
-from madoguchi.web.accounts import Role, StaffAccount
+from madoguchi.web.accounts import Role
 
-from conftest import T0
+from conftest import T0, refusal, shown, sign_in_form
 
-PASSWORD = "Counter-Clerk-2026!"
-CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 OFFICE = "kokurakita"
-
-
-def shown(response: httpx.Response) -> str:
-    return html.unescape(response.text)
-
-
-@pytest.fixture
-async def http(app: Starlette, office: Office) -> AsyncIterator[httpx.AsyncClient]:
-    """A client on plain ``http://localhost``, where the session cookie needs no TLS."""
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
-        yield client
-
-
-async def sign_in(
-    http: httpx.AsyncClient,
-    app: Starlette,
-    username: str,
-    role: Role,
-    offices: tuple[str, ...] = (OFFICE,),
-) -> str:
-    """Create an account, sign in through the form, and return the session's CSRF token."""
-    await app.state.accounts.create(
-        StaffAccount(username, f"Test {username}", role, offices, ("certs",)), PASSWORD
-    )
-    form = await http.get("/staff/signin")
-    token = CSRF.search(form.text)
-    assert token is not None
-    signed = await http.post(
-        "/staff/signin",
-        data={"username": username, "password": PASSWORD, "csrf": token.group(1), "next": "/"},
-    )
-    assert signed.status_code == 303, signed.text
-    found = CSRF.search((await http.get("/staff/")).text)
-    assert found is not None
-    return found.group(1)
 
 
 @pytest.fixture
 async def boss(http: httpx.AsyncClient, app: Starlette) -> str:
-    return await sign_in(http, app, "boss", Role.SUPERVISOR)
+    return await sign_in_form(http, app, "boss", Role.SUPERVISOR)
 
 
 async def counters(queue: QueueClient) -> dict[str, tuple[str, tuple[str, ...]]]:
@@ -95,14 +55,14 @@ async def test_the_page_needs_a_supervisor_of_the_office(
     anonymous = await http.get(f"/staff/supervisor/{OFFICE}")
     assert anonymous.status_code == 303
     assert anonymous.headers["location"] == f"/staff/signin?next=/staff/supervisor/{OFFICE}"
-    await sign_in(http, app, "clerk", Role.STAFF)
+    await sign_in_form(http, app, "clerk", Role.STAFF)
     assert (await http.get(f"/staff/supervisor/{OFFICE}")).status_code == 403
     assert (await http.get(f"/staff/supervisor/{OFFICE}/board")).status_code == 403
 
 
 async def test_a_supervisor_elsewhere_is_refused(http: httpx.AsyncClient, app: Starlette) -> None:
     await app.state.queue.put_office(Office("tobata", "戸畑区役所", "Tobata"), now=T0)
-    csrf = await sign_in(http, app, "far", Role.SUPERVISOR, ("tobata",))
+    csrf = await sign_in_form(http, app, "far", Role.SUPERVISOR, ("tobata",))
     assert (await http.get(f"/staff/supervisor/{OFFICE}")).status_code == 403
     refused = await http.post(f"/staff/supervisor/{OFFICE}/counters/c1/open", data={"csrf": csrf})
     assert refused.status_code == 403
@@ -113,7 +73,7 @@ async def test_a_supervisor_elsewhere_is_refused(http: httpx.AsyncClient, app: S
 
 async def test_an_admin_picks_among_every_office(http: httpx.AsyncClient, app: Starlette) -> None:
     await app.state.queue.put_office(Office("tobata", "戸畑区役所", "Tobata"), now=T0)
-    await sign_in(http, app, "root", Role.ADMIN, ())
+    await sign_in_form(http, app, "root", Role.ADMIN, ())
     page = await http.get("/staff/supervisor")
     assert page.status_code == 200
     assert 'href="/staff/supervisor/kokurakita"' in page.text
@@ -208,12 +168,12 @@ async def test_change_the_services_of_a_counter_keeps_its_state(
     assert none.status_code == 422
     assert 'counter "c2" needs at least one service' in shown(none)
     assert 'role="alert"' in none.text
-    unknown = await http.post(
+    assert 'service "nope" does not exist' in await refusal(
+        http,
+        404,
         f"/staff/supervisor/{OFFICE}/counters/c2/services",
         data={"csrf": boss, "services": ["nope"]},
     )
-    assert unknown.status_code == 404
-    assert 'service "nope" does not exist' in shown(unknown)
     missing = await http.post(
         f"/staff/supervisor/{OFFICE}/counters/c9/services",
         data={"csrf": boss, "services": ["certs"]},
@@ -233,11 +193,9 @@ async def test_a_counter_holding_a_ticket_cannot_be_closed(
     assert 'counter "c1" still has ticket A-003 (called)' in text
     assert '<p class="error" role="alert" id="error">' in refused.text
     assert (await counters(queue))["c1"][0] == "open"
-    paused_twice = await http.post(
-        f"/staff/supervisor/{OFFICE}/counters/c2/pause", data={"csrf": boss}
+    assert 'counter "c2" is closed, not open' in await refusal(
+        http, 409, f"/staff/supervisor/{OFFICE}/counters/c2/pause", data={"csrf": boss}
     )
-    assert paused_twice.status_code == 409
-    assert 'counter "c2" is closed, not open' in shown(paused_twice)
 
 
 @pytest.mark.parametrize("action", ["open", "pause", "close", "services"])
