@@ -10,42 +10,19 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from ..queue.exceptions import NotFound
-from ..queue.keys import SLUG
 from ..queue.model import CancelReason, Channel, Ticket
-from ..queue.tickets import TICKET_ID, QueueClient
-from ..queue.waits import WaitBoard
+from ..queue.tickets import TICKET_ID
 from . import views
 from .auth import require_staff, staff_of
 from .bodies import get, maybe, need, only, read_json
 from .exceptions import Forbidden, Unprocessable
 from .openapi import document
+from .state import now_of, path_slug, queue_of, waits_of
 
 #: Channels a resident may use without staff; "reception" is staff-only.
 PUBLIC_CHANNELS = {Channel.WEB, Channel.PHONE, Channel.KIOSK}
 TICKET_ACTIONS = ("recall", "no-show", "start", "finish", "transfer", "cancel")
 COUNTER_ACTIONS = ("open", "pause", "close", "call-next")
-
-
-def _queue(request: Request) -> QueueClient:
-    queue: QueueClient = request.app.state.queue
-    return queue
-
-
-def _board(request: Request) -> WaitBoard:
-    board: WaitBoard = request.app.state.waits
-    return board
-
-
-def _now(request: Request) -> float:
-    now: float = request.app.state.clock()
-    return now
-
-
-def _path(request: Request, name: str, kind: str) -> str:
-    value: str = request.path_params[name]
-    if not SLUG.fullmatch(value):
-        raise NotFound(f'{kind} "{value[:40]}" does not exist')
-    return value
 
 
 def _action(request: Request, allowed: tuple[str, ...], kind: str) -> str:
@@ -96,26 +73,26 @@ async def _ticket_response(
     with_token: bool,
     last_event: str = "",
 ) -> JSONResponse:
-    known = await _queue(request).office(office)
-    wait = await _board(request).for_ticket(office, ticket, last_event)
+    known = await queue_of(request).office(office)
+    wait = await waits_of(request).for_ticket(office, ticket, last_event)
     body = views.ticket(known, ticket, wait, with_token=with_token)
     return JSONResponse({"ticket": body}, status_code=status)
 
 
 async def offices(request: Request) -> JSONResponse:
-    queue = _queue(request)
+    queue = queue_of(request)
     found = [await queue.office(office) for office in await queue.office_ids()]
     return JSONResponse({"offices": [views.office_summary(o) for o in found]})
 
 
 async def office_status(request: Request) -> JSONResponse:
-    office = _path(request, "office", "office")
-    board = await _board(request).board(office)
+    office = path_slug(request, "office", "office")
+    board = await waits_of(request).board(office)
     return JSONResponse(views.office_status(board))
 
 
 async def take_ticket(request: Request) -> JSONResponse:
-    office = _path(request, "office", "office")
+    office = path_slug(request, "office", "office")
     body = await read_json(request, _limit(request))
     only(body, {"service", "channel", "priority", "appointment_at", "idempotency_key"})
     service = need(body, "service", str)
@@ -127,11 +104,11 @@ async def take_ticket(request: Request) -> JSONResponse:
     if priority or appointment_at is not None or channel not in PUBLIC_CHANNELS:
         # Priority, appointments and reception tickets are given by staff.
         actor = await require_staff(request, office)
-    await _queue(request).office(office)
-    issued = await _queue(request).issue(
+    await queue_of(request).office(office)
+    issued = await queue_of(request).issue(
         office,
         service,
-        now=_now(request),
+        now=now_of(request),
         channel=channel,
         priority=priority,
         appointment_at=appointment_at,
@@ -149,32 +126,32 @@ async def take_ticket(request: Request) -> JSONResponse:
 
 
 async def read_ticket(request: Request) -> JSONResponse:
-    office = _path(request, "office", "office")
+    office = path_slug(request, "office", "office")
     ref = request.path_params["ticket"]
     if TICKET_ID.fullmatch(ref):
         # Ticket ids are sequential: only staff may look tickets up by id.
         await require_staff(request, office)
-    ticket = await _queue(request).ticket(office, ref, now=_now(request))
+    ticket = await queue_of(request).ticket(office, ref, now=now_of(request))
     return await _ticket_response(request, office, ticket, with_token=True)
 
 
 async def cancel_ticket(request: Request) -> JSONResponse:
     """A resident cancels their own ticket by its token."""
-    office = _path(request, "office", "office")
+    office = path_slug(request, "office", "office")
     ref = request.path_params["ticket"]
     if TICKET_ID.fullmatch(ref):
         await require_staff(request, office)
-    ticket = await _queue(request).cancel(office, ref, now=_now(request), actor="resident")
+    ticket = await queue_of(request).cancel(office, ref, now=now_of(request), actor="resident")
     return await _ticket_response(request, office, ticket, with_token=False)
 
 
 async def ticket_action(request: Request) -> JSONResponse:
-    office = _path(request, "office", "office")
+    office = path_slug(request, "office", "office")
     actor = await require_staff(request, office)
     ref = request.path_params["ticket"]
     action = _action(request, TICKET_ACTIONS, "ticket")
-    queue = _queue(request)
-    now = _now(request)
+    queue = queue_of(request)
+    now = now_of(request)
     body = await read_json(request, _limit(request), required=False)
     if action == "transfer":
         only(body, {"service"})
@@ -199,13 +176,13 @@ async def ticket_action(request: Request) -> JSONResponse:
 
 
 async def counter_action(request: Request) -> JSONResponse:
-    office = _path(request, "office", "office")
+    office = path_slug(request, "office", "office")
     staff = await staff_of(request, office)
     actor = staff.actor
-    counter = _path(request, "counter", "counter")
+    counter = path_slug(request, "counter", "counter")
     action = _action(request, COUNTER_ACTIONS, "counter")
-    queue = _queue(request)
-    now = _now(request)
+    queue = queue_of(request)
+    now = now_of(request)
     body = await read_json(request, _limit(request), required=False)
     if action == "call-next":
         only(body, set())

@@ -37,6 +37,7 @@ from .live import Dropped, EventHub
 from .pages import render
 from .security import Staff, plain_localhost, require
 from .sessions import SessionStore
+from .state import now_of, queue_of, waits_of
 
 #: Remembers the last counter a browser opened, as ``office/counter``.
 REMEMBER_COOKIE = "madoguchi_console"
@@ -92,7 +93,7 @@ class Choice:
 async def _choice(
     request: Request, staff: Staff, office: str, counter: str, chosen: Sequence[str] = ()
 ) -> Choice:
-    queue: QueueClient = request.app.state.queue
+    queue = queue_of(request)
     offices = await _offices(queue, staff.account)
     if not office and len(offices) == 1:
         office = offices[0].id
@@ -149,7 +150,7 @@ async def pick(request: Request) -> Response:
 
 async def _is_open(request: Request, office: str, counter: str) -> bool:
     """Whether ``counter`` exists at ``office`` and is not closed."""
-    queue: QueueClient = request.app.state.queue
+    queue = queue_of(request)
     if office not in await queue.office_ids():
         return False
     snapshot = (await _waits(request).board(office)).snapshot
@@ -171,9 +172,9 @@ async def open_counter(request: Request) -> Response:
     allowed = {s.id for s in choice.services}
     if not wanted or not set(wanted) <= allowed:
         return _picker(request, staff, choice, error="services", status=422)
-    queue: QueueClient = request.app.state.queue
+    queue = queue_of(request)
     await queue.open_counter(
-        choice.office.id, counter, wanted, now=request.app.state.clock(), actor=staff.actor
+        choice.office.id, counter, wanted, now=now_of(request), actor=staff.actor
     )
     response = RedirectResponse(f"/staff/console/{choice.office.id}/{counter}", status_code=303)
     response.set_cookie(
@@ -208,7 +209,7 @@ async def console(request: Request) -> Response:
             "staff": staff,
             "office": choice.office,
             "counter": found,
-            "now": request.app.state.clock(),
+            "now": now_of(request),
         },
     )
 
@@ -217,7 +218,7 @@ async def console(request: Request) -> Response:
 
 
 def _waits(request: Request) -> WaitBoard:
-    board: WaitBoard = request.app.state.waits
+    board = waits_of(request)
     return board
 
 
@@ -275,7 +276,7 @@ async def live(request: Request) -> Response:
     except Unauthorized as exc:
         # An event stream is read by a script, not a person: no redirect to sign in.
         return JSONResponse({"error": {"code": exc.code, "message": exc.message}}, status_code=401)
-    queue: QueueClient = request.app.state.queue
+    queue = queue_of(request)
     await queue.office(office)
     after = (
         request.headers.get("last-event-id") or request.query_params.get("after") or ""

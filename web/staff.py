@@ -39,6 +39,7 @@ from .security import (
     signin_token_matches,
 )
 from .sessions import FAILURE_WINDOW, Session, SessionStore
+from .state import now_of
 
 #: Largest sign-in or set-up form, in bytes.
 FORM_LIMIT = 4096
@@ -74,7 +75,7 @@ def _accounts(request: Request) -> AccountStore:
 
 
 def _now(request: Request) -> float:
-    now: float = request.app.state.clock()
+    now = now_of(request)
     return now
 
 

@@ -33,11 +33,11 @@ from ..queue.exceptions import NotFound, QueueError
 from ..queue.keys import SLUG
 from ..queue.model import Office, Service
 from ..queue.statistics import Figures, Report
-from ..queue.tickets import QueueClient
 from .accounts import Role
 from .exceptions import BadRequest, Forbidden, HTTPError
 from .pages import render
 from .security import Staff, require
+from .state import now_of, queue_of
 
 #: Days shown when no range is given: the last week, today included.
 DEFAULT_DAYS = 7
@@ -89,7 +89,7 @@ class Query:
 
 async def visible_offices(request: Request, staff: Staff) -> list[str]:
     """The offices whose statistics ``staff`` may see: admins all, others their own."""
-    queue: QueueClient = request.app.state.queue
+    queue = queue_of(request)
     known = await queue.office_ids()
     if staff.account.role is Role.ADMIN:
         return known
@@ -119,9 +119,9 @@ async def read_query(request: Request, staff: Staff, offices: Sequence[str]) -> 
         raise BadRequest(f'"{office_id[:40]}" is not an office id')
     if not staff.account.works_at(office_id):
         raise Forbidden(f'you do not work at office "{office_id}"')
-    queue: QueueClient = request.app.state.queue
+    queue = queue_of(request)
     office = await queue.office(office_id)  # NotFound (404) for an office that does not exist
-    today = date.fromisoformat(office.day(request.app.state.clock()))
+    today = date.fromisoformat(office.day(now_of(request)))
     last = _date("to", params["to"].strip()) if params.get("to", "").strip() else today
     if params.get("from", "").strip():
         first = _date("from", params["from"].strip())
@@ -145,8 +145,8 @@ async def read_query(request: Request, staff: Staff, offices: Sequence[str]) -> 
 
 
 async def office_services(request: Request, office: Office) -> dict[str, Service]:
-    queue: QueueClient = request.app.state.queue
-    snapshot = await queue.snapshot(office.id, now=request.app.state.clock())
+    queue = queue_of(request)
+    snapshot = await queue.snapshot(office.id, now=now_of(request))
     return snapshot.services
 
 
@@ -159,7 +159,7 @@ async def build_report(request: Request, query: Query, services: dict[str, Servi
     if query.service is not None and query.service not in services:
         raise NotFound(f'service "{query.service}" does not exist at office "{query.office.id}"')
     days = await statistics.day_stats(
-        request.app.state.redis, query.office, query.first, query.last, request.app.state.clock()
+        request.app.state.redis, query.office, query.first, query.last, now_of(request)
     )
     targets = {sid: target_seconds(service) for sid, service in services.items()}
     return Report(query.office, days, targets, query.service)
@@ -414,7 +414,7 @@ def _name(services: dict[str, Service]) -> Callable[[str], str]:
 async def page(request: Request) -> Response:
     staff = await require(request, Role.SUPERVISOR)
     offices = await visible_offices(request, staff)
-    queue: QueueClient = request.app.state.queue
+    queue = queue_of(request)
     context: dict[str, Any] = {
         "staff": staff,
         "offices": [await queue.office(office) for office in offices],

@@ -24,11 +24,11 @@ from ..queue.exceptions import NotFound, QueueError
 from ..queue.keys import SLUG
 from ..queue.model import Counter, Estimate, Office, Service, Ticket
 from ..queue.tickets import QueueClient
-from ..queue.waits import WaitBoard
 from .accounts import Role
 from .forms import signed_form
 from .pages import render
 from .security import Staff, require
+from .state import now_of, path_slug, queue_of, waits_of
 
 #: Counter actions of the supervisor's forms.
 ACTIONS = ("open", "pause", "close", "services")
@@ -86,31 +86,9 @@ class Overview:
         return sid
 
 
-def _queue(request: Request) -> QueueClient:
-    queue: QueueClient = request.app.state.queue
-    return queue
-
-
-def _board(request: Request) -> WaitBoard:
-    board: WaitBoard = request.app.state.waits
-    return board
-
-
-def _now(request: Request) -> float:
-    now: float = request.app.state.clock()
-    return now
-
-
-def _office_id(request: Request) -> str:
-    value: str = request.path_params["office"]
-    if not SLUG.fullmatch(value):
-        raise NotFound(f'office "{value[:40]}" does not exist')
-    return value
-
-
 async def offices_of(request: Request, staff: Staff) -> list[Office]:
     """The offices ``staff`` works at that exist (every office, for an admin)."""
-    queue = _queue(request)
+    queue = queue_of(request)
     known = await queue.office_ids()
     if staff.account.role is Role.ADMIN:
         ids = known
@@ -147,10 +125,10 @@ async def day_counts(queue: QueueClient, office: Office, now: float) -> dict[str
 
 async def overview(request: Request, office_id: str) -> Overview:
     """Everything the supervisor's page shows, as of now."""
-    queue = _queue(request)
-    board = await _board(request).board(office_id)
+    queue = queue_of(request)
+    board = await waits_of(request).board(office_id)
     snapshot = board.snapshot
-    now = _now(request)
+    now = now_of(request)
     rows = []
     for service in sorted(snapshot.services.values(), key=lambda s: s.prefix):
         lines = snapshot.lines.get(service.id, {})
@@ -222,7 +200,7 @@ async def pick_office(request: Request) -> Response:
 
 
 async def page(request: Request) -> Response:
-    office = _office_id(request)
+    office = path_slug(request, "office", "office")
     staff = await require(request, Role.SUPERVISOR, office=office)
     view = await overview(request, office)
     done = request.query_params.get("done", "")
@@ -238,14 +216,14 @@ async def page(request: Request) -> Response:
 
 async def board(request: Request) -> Response:
     """The live parts of the page alone, for ``supervisor.js`` to swap in."""
-    office = _office_id(request)
+    office = path_slug(request, "office", "office")
     staff = await require(request, Role.SUPERVISOR, office=office)
     view = await overview(request, office)
     return render(request, "staff/supervisor_board.html", _context(staff, view))
 
 
 async def counter_action(request: Request) -> Response:
-    office = _office_id(request)
+    office = path_slug(request, "office", "office")
     counter = request.path_params["counter"]
     action = request.path_params["action"]
     if action not in ACTIONS:
@@ -253,8 +231,8 @@ async def counter_action(request: Request) -> Response:
     if not SLUG.fullmatch(counter):
         raise NotFound(f'counter "{counter[:40]}" does not exist')
     staff, form = await signed_form(request, Role.SUPERVISOR, office=office)
-    queue = _queue(request)
-    now = _now(request)
+    queue = queue_of(request)
+    now = now_of(request)
     await queue.office(office)  # a missing office is a 404, not a message on its page
     try:
         if action == "open":

@@ -19,7 +19,8 @@ from ...queue.tickets import STREAM_ID
 from ..accounts import Role
 from ..pages import render
 from ..security import require
-from .common import accounts_of, office_of, queue_of
+from ..state import accounts_of, queue_of
+from .common import office_of
 
 #: Events shown per page of the audit view, and read at most to fill one page.
 AUDIT_PAGE = 50

@@ -9,13 +9,10 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import RedirectResponse
 
-from ...queue.exceptions import NotFound
 from ...queue.keys import SLUG
 from ...queue.model import Office, Service
-from ...queue.tickets import QueueClient
-from ..accounts import AccountStore
 from ..forms import Form
-from ..sessions import SessionStore
+from ..state import now_of, path_slug, queue_of
 
 #: Path segments that name pages, so no office, service, counter or user may take them.
 RESERVED = frozenset({"new", "delete", "audit", "staff", "offices"})
@@ -111,33 +108,6 @@ class Checker:
         if unknown:
             self.fail(name, Problem("unknown", value=unknown[0][:40]))
         return tuple(v for v in picked if v in choices)
-
-
-def queue_of(request: Request) -> QueueClient:
-    queue: QueueClient = request.app.state.queue
-    return queue
-
-
-def accounts_of(request: Request) -> AccountStore:
-    accounts: AccountStore = request.app.state.accounts
-    return accounts
-
-
-def sessions_of(request: Request) -> SessionStore:
-    sessions: SessionStore = request.app.state.sessions
-    return sessions
-
-
-def now_of(request: Request) -> float:
-    now: float = request.app.state.clock()
-    return now
-
-
-def path_slug(request: Request, name: str, kind: str) -> str:
-    value: str = request.path_params[name]
-    if not SLUG.fullmatch(value):
-        raise NotFound(f'{kind} "{value[:40]}" does not exist')
-    return value
 
 
 async def office_of(request: Request) -> Office:

@@ -21,16 +21,14 @@ from ..accounts import Role
 from ..forms import Form, signed_form
 from ..pages import render
 from ..security import Staff, require
+from ..state import now_of, path_slug, queue_of
 from .common import (
     Checker,
     Invalid,
     Problem,
     all_offices,
     form_values,
-    now_of,
     office_of,
-    path_slug,
-    queue_of,
     see_other,
     services_of,
 )
@@ -415,57 +413,32 @@ async def new_counter(request: Request) -> Response:
 
 
 async def create_counter(request: Request) -> Response:
-    staff, form = await signed_form(request, Role.ADMIN)
-    office = await office_of(request)
-    values = form_values(form, "id", "name") | {"services": form.all("services")}
-    services = list(await services_of(request, office.id))
-    try:
-        counter_id, name, chosen = _read_counter(form, True, services)
-        await queue_of(request).put_counter(
-            office.id,
-            counter_id,
-            chosen,
-            name=name,
-            exists=False,
-            now=now_of(request),
-            actor=staff.actor,
-        )
-    except Invalid as exc:
-        return await _counter_form(
-            request, staff, office, None, values, problems=exc.problems, status=422
-        )
-    except Conflict:
-        problems = {"id": Problem("taken", value=values["id"])}
-        return await _counter_form(
-            request, staff, office, None, values, problems=problems, status=409
-        )
-    except QueueError as exc:
-        return await _counter_form(
-            request, staff, office, None, values, error=exc.message, status=exc.status
-        )
-    return see_other(f"/admin/offices/{office.id}?done=counter_created")
-
-
-async def counter_page(request: Request) -> Response:
-    staff = await require(request, Role.ADMIN)
-    office = await office_of(request)
-    return await _counter_form(request, staff, office, path_slug(request, "counter", "counter"))
+    return await _save_counter(request, creating=True)
 
 
 async def update_counter(request: Request) -> Response:
+    return await _save_counter(request, creating=False)
+
+
+async def _save_counter(request: Request, *, creating: bool) -> Response:
+    """Create a counter (its id from the form) or update one (its id from the path)."""
     staff, form = await signed_form(request, Role.ADMIN)
     office = await office_of(request)
-    counter_id = path_slug(request, "counter", "counter")
-    values = form_values(form, "name") | {"id": counter_id, "services": form.all("services")}
+    if creating:
+        counter_id = None
+        values = form_values(form, "id", "name") | {"services": form.all("services")}
+    else:
+        counter_id = path_slug(request, "counter", "counter")
+        values = form_values(form, "name") | {"id": counter_id, "services": form.all("services")}
     services = list(await services_of(request, office.id))
     try:
-        _, name, chosen = _read_counter(form, False, services)
+        read_id, name, chosen = _read_counter(form, creating, services)
         await queue_of(request).put_counter(
             office.id,
-            counter_id,
+            counter_id or read_id,
             chosen,
             name=name,
-            exists=True,
+            exists=not creating,
             now=now_of(request),
             actor=staff.actor,
         )
@@ -473,11 +446,24 @@ async def update_counter(request: Request) -> Response:
         return await _counter_form(
             request, staff, office, counter_id, values, problems=exc.problems, status=422
         )
+    except Conflict:
+        problems = {"id": Problem("taken", value=values["id"])}
+        return await _counter_form(
+            request, staff, office, counter_id, values, problems=problems, status=409
+        )
     except QueueError as exc:
         return await _counter_form(
             request, staff, office, counter_id, values, error=exc.message, status=exc.status
         )
+    if creating:
+        return see_other(f"/admin/offices/{office.id}?done=counter_created")
     return see_other(f"/admin/offices/{office.id}/counters/{counter_id}?done=saved")
+
+
+async def counter_page(request: Request) -> Response:
+    staff = await require(request, Role.ADMIN)
+    office = await office_of(request)
+    return await _counter_form(request, staff, office, path_slug(request, "counter", "counter"))
 
 
 async def delete_counter(request: Request) -> Response:

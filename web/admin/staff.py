@@ -19,19 +19,16 @@ from ..accounts import USERNAME, Role, StaffAccount, check_password
 from ..forms import Form, signed_form
 from ..pages import render
 from ..security import Staff, require
+from ..state import accounts_of, now_of, queue_of, sessions_of
 from .common import (
     RESERVED,
     Checker,
     Invalid,
     Problem,
-    accounts_of,
     all_offices,
     form_values,
-    now_of,
-    queue_of,
     see_other,
     services_of,
-    sessions_of,
 )
 
 ROLES = tuple(r.value for r in Role)

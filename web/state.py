@@ -1,0 +1,50 @@
+"""Typed access to what the app's lifespan keeps on ``app.state``, and path ids.
+
+Handlers reach the long-lived objects (queue client, wait board, account and session
+stores, the clock) through these, so each is declared, and typed, in one place.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import HTTPConnection
+
+from ..queue.exceptions import NotFound
+from ..queue.keys import SLUG
+from ..queue.tickets import QueueClient
+from ..queue.waits import WaitBoard
+from .accounts import AccountStore
+from .sessions import SessionStore
+
+
+def queue_of(connection: HTTPConnection) -> QueueClient:
+    queue: QueueClient = connection.app.state.queue
+    return queue
+
+
+def waits_of(connection: HTTPConnection) -> WaitBoard:
+    waits: WaitBoard = connection.app.state.waits
+    return waits
+
+
+def accounts_of(connection: HTTPConnection) -> AccountStore:
+    accounts: AccountStore = connection.app.state.accounts
+    return accounts
+
+
+def sessions_of(connection: HTTPConnection) -> SessionStore:
+    sessions: SessionStore = connection.app.state.sessions
+    return sessions
+
+
+def now_of(connection: HTTPConnection) -> float:
+    """ "Now" for queue operations: the app's clock (a test clock in tests)."""
+    now: float = connection.app.state.clock()
+    return now
+
+
+def path_slug(connection: HTTPConnection, name: str, kind: str) -> str:
+    """The id in path parameter ``name``; a 404 naming ``kind`` when it cannot be one."""
+    value: str = connection.path_params[name]
+    if not SLUG.fullmatch(value):
+        raise NotFound(f'{kind} "{value[:40]}" does not exist')
+    return value
