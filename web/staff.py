@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from ..queue.exceptions import NotFound
-from .accounts import AccountStore, Role, StaffAccount, provisioning_uri
+from .accounts import Role, StaffAccount, provisioning_uri
 from .bodies import maybe, need, only, read_json
 from .exceptions import TooManyRequests, Unauthorized
 from .forms import read_form
@@ -38,8 +38,8 @@ from .security import (
     signin_token,
     signin_token_matches,
 )
-from .sessions import FAILURE_WINDOW, Session, SessionStore
-from .state import now_of
+from .sessions import FAILURE_WINDOW, Session
+from .state import accounts_of, now_of, sessions_of
 
 #: Largest sign-in or set-up form, in bytes.
 FORM_LIMIT = 4096
@@ -64,21 +64,6 @@ class Attempt:
     account: StaffAccount | None = None
 
 
-def _sessions(request: Request) -> SessionStore:
-    sessions: SessionStore = request.app.state.sessions
-    return sessions
-
-
-def _accounts(request: Request) -> AccountStore:
-    accounts: AccountStore = request.app.state.accounts
-    return accounts
-
-
-def _now(request: Request) -> float:
-    now = now_of(request)
-    return now
-
-
 def _address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
@@ -95,7 +80,7 @@ def _next(value: str | None) -> str:
 
 async def _attempt(request: Request, username: str, password: str, code: str) -> Attempt:
     """Check a sign-in, counting failures per user name and per address."""
-    sessions, accounts = _sessions(request), _accounts(request)
+    sessions, accounts = sessions_of(request), accounts_of(request)
     address = _address(request)
     if await sessions.throttled(username, address):
         return Attempt(Outcome.THROTTLED)
@@ -106,7 +91,7 @@ async def _attempt(request: Request, username: str, password: str, code: str) ->
     if account.has_totp:
         if not code:
             return Attempt(Outcome.NEEDS_CODE, account)
-        if not await accounts.check_code(username, code, now=_now(request)):
+        if not await accounts.check_code(username, code, now=now_of(request)):
             await sessions.failed(username, address)
             return Attempt(Outcome.WRONG)
     await sessions.succeeded(username)
@@ -115,12 +100,12 @@ async def _attempt(request: Request, username: str, password: str, code: str) ->
 
 async def _new_session(request: Request, account: StaffAccount) -> Session:
     """A new session for ``account``, ending the one the request came with."""
-    sessions = _sessions(request)
+    sessions = sessions_of(request)
     previous = session_id(request)
     if previous:
         # A new id at every sign-in: a session id planted before it is worth nothing.
         await sessions.end(previous)
-    return await sessions.create(account.username, now=_now(request))
+    return await sessions.create(account.username, now=now_of(request))
 
 
 def _form_page(
@@ -167,7 +152,7 @@ async def signin(request: Request) -> Response:
         return _signin_page(request, {**context, "error": "wrong"}, status=401)
     assert attempt.account is not None
     if attempt.outcome is Outcome.NEEDS_CODE:
-        pending = await _sessions(request).await_code(username, target, now=_now(request))
+        pending = await sessions_of(request).await_code(username, target, now=now_of(request))
         return _form_page(request, "staff/totp_code.html", {"pending": pending.token})
     return await _signed_in_redirect(request, attempt.account, target)
 
@@ -182,11 +167,11 @@ async def _signed_in_redirect(request: Request, account: StaffAccount, target: s
 async def signin_code(request: Request) -> Response:
     """The second step: the code from the authenticator app."""
     form = await read_form(request, FORM_LIMIT)
-    sessions, accounts = _sessions(request), _accounts(request)
+    sessions, accounts = sessions_of(request), accounts_of(request)
     token = form.get("pending")
     if not signin_token_matches(request, form.get("csrf")):
         return _signin_page(request, {"next": HOME, "error": "expired"}, status=403)
-    pending = await sessions.pending(token, now=_now(request))
+    pending = await sessions.pending(token, now=now_of(request))
     if pending is None:
         return _signin_page(request, {"next": HOME, "error": "expired"}, status=400)
     address = _address(request)
@@ -194,7 +179,9 @@ async def signin_code(request: Request) -> Response:
     if await sessions.throttled(pending.username, address):
         await sessions.end_pending(token)
         return _signin_page(request, {**context, "error": "throttled"}, status=429)
-    if not await accounts.check_code(pending.username, _code(form.get("code")), now=_now(request)):
+    if not await accounts.check_code(
+        pending.username, _code(form.get("code")), now=now_of(request)
+    ):
         await sessions.failed(pending.username, address)
         return _form_page(
             request, "staff/totp_code.html", {"pending": token, "error": "wrong"}, status=401
@@ -215,7 +202,7 @@ async def signout(request: Request) -> Response:
     if staff is not None:
         form = await read_form(request, FORM_LIMIT)
         check_csrf(request, staff, form.get("csrf"))
-        await _sessions(request).end(staff.session.id)
+        await sessions_of(request).end(staff.session.id)
     response = RedirectResponse("/staff/signin", status_code=303)
     clear_session_cookie(response, request)
     return response
@@ -242,7 +229,7 @@ def grouped(secret: str) -> str:
 async def _totp_page(
     request: Request, staff: Staff, *, error: str | None = None, status: int = 200
 ) -> Response:
-    accounts = _accounts(request)
+    accounts = accounts_of(request)
     username = staff.account.username
     context: dict[str, Any] = {"staff": staff, "error": error}
     if staff.account.has_totp and not await accounts.has_pending_totp(username):
@@ -266,11 +253,11 @@ async def totp_confirm(request: Request) -> Response:
     staff = await require(request, enrolling=True)
     form = await read_form(request, FORM_LIMIT)
     check_csrf(request, staff, form.get("csrf"))
-    accounts = _accounts(request)
+    accounts = accounts_of(request)
     username = staff.account.username
     if not await accounts.has_pending_totp(username):
         return RedirectResponse(ENROL_PATH, status_code=303)
-    if not await accounts.confirm_totp(username, _code(form.get("code")), now=_now(request)):
+    if not await accounts.confirm_totp(username, _code(form.get("code")), now=now_of(request)):
         return await _totp_page(request, staff, error="wrong", status=400)
     return RedirectResponse(f"{ENROL_PATH}?done=1", status_code=303)
 
@@ -280,7 +267,7 @@ async def totp_new(request: Request) -> Response:
     staff = await require(request, enrolling=True)
     form = await read_form(request, FORM_LIMIT)
     check_csrf(request, staff, form.get("csrf"))
-    await _accounts(request).pending_totp(staff.account.username, fresh=True)
+    await accounts_of(request).pending_totp(staff.account.username, fresh=True)
     return RedirectResponse(ENROL_PATH, status_code=303)
 
 
@@ -326,7 +313,7 @@ async def api_signin(request: Request) -> Response:
 async def api_signout(request: Request) -> Response:
     staff = await require(request, enrolling=True)
     check_csrf(request, staff)
-    await _sessions(request).end(staff.session.id)
+    await sessions_of(request).end(staff.session.id)
     response = JSONResponse({"signed_out": True})
     clear_session_cookie(response, request)
     return response
