@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: demo serve test lint typecheck pytest bench clean
+.PHONY: demo serve test lint typecheck pytest bench bench-fanout clean messages
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,27 @@ pytest: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/queue_ops.py
+
+# 10,000 phones, then 10,000 congestion-page watchers, on SSE, with one and two web processes.
+bench-fanout: $(STAMP)
+	$(PY) bench/fanout.py
+
+# Extract every message of the residents' and kiosks' pages (babel.cfg says which files) into
+# web/locales/messages.pot, and bring each language's catalogue up to date with it; then
+# translate what is new or marked fuzzy (tests/test_i18n.py fails until every one is).
+LOCALES := web/locales
+# our code:Babel locale of each catalogue
+CATALOGUES := ja:ja ja-easy:ja en:en zh-Hans:zh_Hans ko:ko vi:vi
+
+messages: $(STAMP)
+	$(VENV)/bin/pybabel extract -F babel.cfg -c TRANSLATORS: --add-location=file --sort-by-file \
+		--project=Madoguchi --copyright-holder="Madoguchi" -o $(LOCALES)/messages.pot .
+	for pair in $(CATALOGUES); do \
+		code=$${pair%%:*}; locale=$${pair#*:}; \
+		$(VENV)/bin/pybabel update --init-missing --ignore-obsolete \
+			-i $(LOCALES)/messages.pot -l $$locale \
+			-o $(LOCALES)/$$code/LC_MESSAGES/messages.po || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -43,6 +43,8 @@ from rq.serializers import JSONSerializer
 
 from . import __version__, admin, demo
 from .embedded import EmbeddedRedisError, RedisServer, find_redis_server, port_is_free
+from .kiosk import launcher
+from .kiosk.devices import KioskStore
 from .queue.jobs import job_queue, schedule_close_past_days, schedule_roll_up_past_days
 from .queue.tickets import QueueClient
 from .settings import Settings, load_settings
@@ -285,6 +287,7 @@ async def _seed_demo(redis_url: str, settings: Settings) -> demo.Seeded:
     try:
         seeded = await demo.seed(QueueClient(redis, settings), now=time.time())
         await demo.seed_accounts(AccountStore(redis, hasher=hasher))
+        await demo.seed_kiosks(KioskStore(redis))
         return seeded
     finally:
         await redis.aclose()
@@ -313,6 +316,11 @@ def _supervise(settings: Settings, backend: Backend, stop: StopRequest, *, with_
             child.stop()
 
 
+#: Signaling messages are at most 64 KiB: refuse bigger frames before buffering them, and
+#: notice a kiosk that lost power within about 20 s rather than a minute.
+WEBSOCKET_FLAGS = ("--ws-max-size", "131072", "--ws-ping-interval", "10", "--ws-ping-timeout", "10")
+
+
 def _web_command(settings: Settings) -> list[str]:
     return [
         sys.executable,
@@ -331,6 +339,7 @@ def _web_command(settings: Settings) -> list[str]:
         # Open event streams would otherwise hold a graceful shutdown forever.
         "--timeout-graceful-shutdown",
         "5",
+        *WEBSOCKET_FLAGS,
     ]
 
 
@@ -411,15 +420,18 @@ def _print_welcome(settings: Settings, redis_url: str, *, with_demo: bool) -> No
                 for login in demo.LOGINS
             ),
             "",
-            "Take a ticket at 小倉北区役所 (certificates):",
+            "Take a ticket at 小倉北区役所 on a phone (its entrance poster: add /poster):",
+            f"  {base}/o/kokurakita",
+            "or through the API:",
             f"  curl -X POST {base}/api/v1/offices/kokurakita/tickets "
             "-H 'Content-Type: application/json' "
             """-d '{"service": "certs", "channel": "web"}'""",
             "",
-            "Ward offices and their branch kiosks (kiosk enrollment comes later):",
+            "Ward offices and their branch kiosks. To enroll a kiosk, sign in as admin, issue",
+            f"its code at {base}/admin/kiosks/ID, and enter it at {base}/kiosk/enroll:",
         ]
         for office in demo.CITY:
-            kiosks = "、".join(kiosk.name_ja for kiosk in office.kiosks)
+            kiosks = "、".join(f"{kiosk.name_ja} ({kiosk.id})" for kiosk in office.kiosks)
             lines.append(f"  {office.office.id:<14} {office.office.name_ja}  kiosks: {kiosks}")
     lines += ["", "Press Ctrl-C to stop."]
     print("\n".join(lines), flush=True)
@@ -496,6 +508,7 @@ def _parser() -> argparse.ArgumentParser:
         add_help=False,
     )
     admin.add_parser(commands)
+    launcher.add_parser(commands)
     return parser
 
 
@@ -552,6 +565,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return work(settings, burst=options.burst)
     if options.command == "admin":
         return administer(settings, options)
+    if options.command == "kiosk":
+        return launcher.launch(options)
     return serve(settings, with_demo=options.command == "demo")
 
 

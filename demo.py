@@ -15,6 +15,8 @@ from collections.abc import Iterable
 from contextlib import suppress
 from dataclasses import dataclass
 
+from .kiosk.devices import Kiosk, KioskStore, Printer
+from .queue.appointments import AppointmentClient, SlotSettings
 from .queue.exceptions import Conflict, NotFound
 from .queue.model import Office, Service, ServiceMode
 from .queue.tickets import QueueClient
@@ -39,7 +41,7 @@ class DemoCounter:
 class DemoKiosk:
     """A kiosk in a neighbourhood branch, connected to its ward office.
 
-    Only described here: enrolling kiosks is a later feature.
+    Seeding registers it (see :func:`seed_kiosks`); an admin issues its enrollment code.
     """
 
     id: str
@@ -205,6 +207,14 @@ CITY: tuple[DemoOffice, ...] = (
 )
 
 
+#: Appointments: moving and the family register take bookings on weekdays (office time).
+_WEEKDAY_HOURS = (((540, 720), (780, 1020)),) * 5 + ((), ())
+DEMO_SLOTS = {
+    "moving": SlotSettings("moving", minutes=30, capacity=2, hours=_WEEKDAY_HOURS),
+    "koseki": SlotSettings("koseki", minutes=20, capacity=1, hours=_WEEKDAY_HOURS),
+}
+
+
 @dataclass
 class Seeded:
     """What :func:`seed` added; all zero when the city was already there."""
@@ -225,6 +235,7 @@ async def seed(queue: QueueClient, *, now: float, city: tuple[DemoOffice, ...] =
     nothing the second time, and never touches tickets.
     """
     seeded = Seeded()
+    appointments = AppointmentClient(queue)
     for demo in city:
         office_id = demo.office.id
         try:
@@ -237,6 +248,10 @@ async def seed(queue: QueueClient, *, now: float, city: tuple[DemoOffice, ...] =
             if service.id not in snapshot.services:
                 await queue.put_service(office_id, service, now=now, actor=ACTOR)
                 seeded.services += 1
+        offered = {service.id for service in demo.services}
+        for service_id, slots in DEMO_SLOTS.items():
+            if service_id in offered and await appointments.settings(office_id, service_id) is None:
+                await appointments.put_settings(office_id, slots, now=now, actor=ACTOR)
         existing = {counter.id for counter in snapshot.counters}
         for counter in demo.counters:
             if counter.id not in existing:
@@ -256,6 +271,36 @@ async def seed(queue: QueueClient, *, now: float, city: tuple[DemoOffice, ...] =
         seeded.counters,
     )
     return seeded
+
+
+# -- demo kiosks --------------------------------------------------------------------------
+
+
+def kiosk_of(demo: DemoOffice, kiosk: DemoKiosk) -> Kiosk:
+    """The registration of a demo kiosk: every service of its office, both cameras."""
+    ward = demo.office.name_ja.removesuffix("区役所")
+    return Kiosk(
+        id=kiosk.id,
+        office=demo.office.id,
+        branch=f"{ward} — {kiosk.name_ja}",
+        place="1階ロビー",
+        services=tuple(s.id for s in demo.services if s.mode is not ServiceMode.REMOTE),
+        topics=tuple(s.id for s in demo.services if s.mode is ServiceMode.REMOTE),
+        cameras=("face", "document"),
+        printer=Printer("browser", width_mm=80),
+    )
+
+
+async def seed_kiosks(kiosks: KioskStore, city: tuple[DemoOffice, ...] = CITY) -> int:
+    """Register the demo kiosks that are not registered yet; how many were added."""
+    added = 0
+    for demo in city:
+        for kiosk in demo.kiosks:
+            if await kiosks.get(kiosk.id) is None:
+                await kiosks.put(kiosk_of(demo, kiosk))
+                added += 1
+    log.info("demo kiosks seeded: %d added", added)
+    return added
 
 
 # -- demo staff ---------------------------------------------------------------------------

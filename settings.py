@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from starlette.config import Config
+from starlette.datastructures import Secret
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,9 @@ class Settings:
     session_idle_seconds: int = 30 * 60
     #: A staff session ends this many seconds after sign-in, however busy.
     session_absolute_seconds: int = 12 * 3600
+    #: How long a web process may reuse what it found about a session (0: never). Ended
+    #: sessions and changed accounts are announced to every process, which forget them.
+    session_cache_seconds: float = 1.0
     #: Least real time between two recomputations of an office's estimates, in seconds.
     estimate_interval: float = 0.5
     #: ``always`` or ``everysec``: how often the embedded Redis syncs its append-only file.
@@ -63,6 +67,36 @@ class Settings:
     redis_server: str = ""
     #: Python logging level name.
     log_level: str = "INFO"
+    #: Tickets one phone (a cookie) and one address may take on the web in an office day.
+    web_tickets_per_device: int = 3
+    web_tickets_per_address: int = 30
+    #: The SMTP server notification e-mails go through; no host means no e-mail.
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_user: str = ""
+    smtp_password: Secret = field(default_factory=lambda: Secret(""))
+    smtp_from: str = "madoguchi@localhost"
+    #: ``starttls``, ``tls`` (implicit, usually port 465) or ``none``.
+    smtp_tls: str = "starttls"
+    #: Push services that may receive Web Push, as origin patterns (``*`` matches any part).
+    push_services: tuple[str, ...] = (
+        "https://fcm.googleapis.com",
+        "https://updates.push.services.mozilla.com",
+        "https://web.push.apple.com",
+        "https://*.notify.windows.com",
+    )
+    #: Contact for push services, the ``sub`` claim of VAPID (a ``mailto:`` or https URL).
+    push_contact: str = "mailto:madoguchi@localhost"
+    #: The address residents reach this site at, for links in e-mails (no trailing slash).
+    public_url: str = "http://localhost:8000"
+    #: STUN and TURN servers for consultation calls (``stun:`` / ``turn:`` / ``turns:`` URLs);
+    #: none of either: browsers use host candidates only (a closed network).
+    stun_urls: tuple[str, ...] = ()
+    turn_urls: tuple[str, ...] = ()
+    #: coturn's ``static-auth-secret`` (REST mode), from which each call gets credentials.
+    turn_secret: Secret = field(default_factory=lambda: Secret(""))
+    #: How long a call's TURN credentials stay good, in seconds.
+    turn_ttl: int = 3600
 
     def __post_init__(self) -> None:
         if self.port <= 0 or self.port > 65_535:
@@ -87,10 +121,34 @@ class Settings:
                 "MADOGUCHI_PASSWORD_HASH_TIME_COST at least 1, not "
                 f"{self.password_hash_memory_kib} and {self.password_hash_time_cost}"
             )
+        if self.web_tickets_per_device < 1 or self.web_tickets_per_address < 1:
+            raise ValueError(
+                "MADOGUCHI_WEB_TICKETS_PER_DEVICE and MADOGUCHI_WEB_TICKETS_PER_ADDRESS must be "
+                f"at least 1, not {self.web_tickets_per_device} and {self.web_tickets_per_address}"
+            )
+        if self.smtp_tls not in {"starttls", "tls", "none"}:
+            raise ValueError(
+                f'MADOGUCHI_SMTP_TLS must be "starttls", "tls" or "none", not "{self.smtp_tls}"'
+            )
+        for url in (*self.stun_urls, *self.turn_urls):
+            if not url.startswith(("stun:", "stuns:", "turn:", "turns:")):
+                raise ValueError(
+                    f'"{url}" in MADOGUCHI_STUN_URLS or MADOGUCHI_TURN_URLS is not a '
+                    "stun:, stuns:, turn: or turns: URL"
+                )
+        if self.turn_urls and not str(self.turn_secret):
+            raise ValueError("MADOGUCHI_TURN_URLS needs MADOGUCHI_TURN_SECRET (coturn REST mode)")
+        if not 60 <= self.turn_ttl <= 7 * 86_400:
+            raise ValueError(f"MADOGUCHI_TURN_TTL must be 60 s to 7 days, not {self.turn_ttl}")
         if self.max_body_bytes < 1024:
             raise ValueError(
                 f"MADOGUCHI_MAX_BODY_BYTES must be at least 1024, not {self.max_body_bytes}"
             )
+
+
+def _urls(value: str) -> tuple[str, ...]:
+    """A comma-separated list of URLs, blanks dropped."""
+    return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -150,6 +208,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             cast=int,
             default=defaults.session_absolute_seconds,
         ),
+        session_cache_seconds=config(
+            "MADOGUCHI_SESSION_CACHE_SECONDS",
+            cast=float,
+            default=defaults.session_cache_seconds,
+        ),
         estimate_interval=config(
             "MADOGUCHI_ESTIMATE_INTERVAL", cast=float, default=defaults.estimate_interval
         ),
@@ -157,4 +220,31 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         redis_port=config("MADOGUCHI_REDIS_PORT", cast=int, default=defaults.redis_port),
         redis_server=config("MADOGUCHI_REDIS_SERVER", default=defaults.redis_server),
         log_level=config("MADOGUCHI_LOG_LEVEL", default=defaults.log_level).upper(),
+        web_tickets_per_device=config(
+            "MADOGUCHI_WEB_TICKETS_PER_DEVICE", cast=int, default=defaults.web_tickets_per_device
+        ),
+        web_tickets_per_address=config(
+            "MADOGUCHI_WEB_TICKETS_PER_ADDRESS",
+            cast=int,
+            default=defaults.web_tickets_per_address,
+        ),
+        smtp_host=config("MADOGUCHI_SMTP_HOST", default=defaults.smtp_host),
+        smtp_port=config("MADOGUCHI_SMTP_PORT", cast=int, default=defaults.smtp_port),
+        smtp_user=config("MADOGUCHI_SMTP_USER", default=defaults.smtp_user),
+        smtp_password=Secret(config("MADOGUCHI_SMTP_PASSWORD", default="")),
+        smtp_from=config("MADOGUCHI_SMTP_FROM", default=defaults.smtp_from),
+        smtp_tls=config("MADOGUCHI_SMTP_TLS", default=defaults.smtp_tls).lower(),
+        push_services=tuple(
+            part.strip()
+            for part in config(
+                "MADOGUCHI_PUSH_SERVICES", default=",".join(defaults.push_services)
+            ).split(",")
+            if part.strip()
+        ),
+        push_contact=config("MADOGUCHI_PUSH_CONTACT", default=defaults.push_contact),
+        public_url=config("MADOGUCHI_PUBLIC_URL", default=defaults.public_url).rstrip("/"),
+        stun_urls=_urls(config("MADOGUCHI_STUN_URLS", default="")),
+        turn_urls=_urls(config("MADOGUCHI_TURN_URLS", default="")),
+        turn_secret=Secret(config("MADOGUCHI_TURN_SECRET", default="")),
+        turn_ttl=config("MADOGUCHI_TURN_TTL", cast=int, default=defaults.turn_ttl),
     )

@@ -308,7 +308,7 @@ async def client_loop(
     rng = random.Random(index)
     office = f"/api/v1/offices/{OFFICE.id}"
     counter = f"{office}/counters/c{index:03d}/call-next"
-    issues = [json.dumps({"service": s.id, "channel": "kiosk"}).encode() for s in SERVICES]
+    issues = [json.dumps({"service": s.id, "channel": "reception"}).encode() for s in SERVICES]
     clock = time.perf_counter
     started, took, kinds = recorder.started, recorder.took, recorder.kinds
     # Spread the clients' schedules evenly over one interval.
@@ -384,23 +384,17 @@ def redis_server(fsync: str, data_dir: Path) -> Iterator[RedisServer]:
         server.stop()
 
 
-@contextlib.contextmanager
-def web_server(
-    redis_url: str, port: int, log: Path, extra: dict[str, str]
-) -> Iterator[subprocess.Popen[bytes]]:
-    """The web process, started as the Procfile starts it (one process, httptools, uvloop).
-
-    Its output goes to ``log``, shown only if it fails to start.
-    """
+def web_env(redis_url: str, extra: dict[str, str]) -> dict[str, str]:
+    """A web process's environment: this one's without its settings, then ``extra``."""
     env = {
         k: v for k, v in os.environ.items() if not k.startswith("MADOGUCHI_") and k != "REDIS_URL"
     }
-    env |= {
-        "REDIS_URL": redis_url,
-        "MADOGUCHI_LOG_LEVEL": "WARNING",
-        **extra,
-    }
-    command = [
+    return env | {"REDIS_URL": redis_url, "MADOGUCHI_LOG_LEVEL": "WARNING", **extra}
+
+
+def web_command(port: int, *options: str) -> list[str]:
+    """The web process's command line, as the Procfile has it (httptools, uvloop)."""
+    return [
         sys.executable,
         "-m",
         "uvicorn",
@@ -415,7 +409,20 @@ def web_server(
         "--loop",
         "uvloop",
         "--no-access-log",
+        *options,
     ]
+
+
+@contextlib.contextmanager
+def web_server(
+    redis_url: str, port: int, log: Path, extra: dict[str, str]
+) -> Iterator[subprocess.Popen[bytes]]:
+    """The web process, started as the Procfile starts it (one process, httptools, uvloop).
+
+    Its output goes to ``log``, shown only if it fails to start.
+    """
+    env = web_env(redis_url, extra)
+    command = web_command(port)
     with log.open("wb") as sink:
         process = subprocess.Popen(
             command, env=env, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT

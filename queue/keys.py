@@ -100,6 +100,32 @@ def idempotency(office: str, key: str) -> str:
     return office_prefix(office) + f"idem:{key}"
 
 
+def notify_watch(office: str) -> str:
+    """The set of the office's tickets whose residents asked to be told (a hint: the
+    contact details are the truth, and go when the ticket closes)."""
+    return office_prefix(office) + "notify"
+
+
+def notified(office: str, ticket_id: str, kind: str, channel: str) -> str:
+    """The marker of one notification (``kind``: ``called``, or ``ahead-N`` for a
+    threshold of N) sent over one ``channel`` (``email`` or ``push``); set before
+    sending, so that it is sent at most once."""
+    return office_prefix(office) + f"notified:{ticket_id}:{kind}:{channel}"
+
+
+# -- residents on the web (not office data: no hash tag) -----------------------------------
+
+
+def web_tickets(subject: str, day: str) -> str:
+    """Tickets a device or an address (``subject``, hashed) took on the web on a day."""
+    return f"mg:limit:web:{subject}:{day}"
+
+
+def vapid() -> str:
+    """The Web Push (VAPID) private key, made on first use and kept."""
+    return "mg:vapid"
+
+
 # -- staff accounts and sessions (not office data: no hash tag) -------------------------
 
 
@@ -117,6 +143,12 @@ def staff_sessions(username: str) -> str:
     return f"mg:staff:{username}:sessions"
 
 
+def staff_changes() -> str:
+    """The channel that announces a staff member's sessions ended or account changed,
+    so that every web process forgets what it remembered about them."""
+    return "mg:staff-changes"
+
+
 def session(session_id_hash: str) -> str:
     """A session, under the hash of its id (a leaked key list does not leak sessions)."""
     return f"mg:session:{session_id_hash}"
@@ -130,3 +162,109 @@ def signin_pending(token_hash: str) -> str:
 def signin_failures(subject: str) -> str:
     """Failed sign-ins of a username or an address, counted for throttling."""
     return f"mg:throttle:signin:{subject}"
+
+
+# -- kiosk devices (not office data: no hash tag) ---------------------------------------
+
+
+def kiosks() -> str:
+    """The set of every kiosk id."""
+    return "mg:kiosks"
+
+
+def kiosk(kiosk_id: str) -> str:
+    """A kiosk's registration, its token's hash and its outstanding code's hash."""
+    return f"mg:kiosk:{kiosk_id}"
+
+
+def kiosk_health(kiosk_id: str) -> str:
+    """A kiosk's latest health report and when it was seen."""
+    return f"mg:kiosk:{kiosk_id}:health"
+
+
+def kiosk_token(token_hash: str) -> str:
+    """The kiosk holding a device token, under the token's hash."""
+    return f"mg:kiosk-token:{token_hash}"
+
+
+def kiosk_code(code_hash: str) -> str:
+    """An enrollment code waiting to be used, under the code's hash."""
+    return f"mg:kiosk-code:{code_hash}"
+
+
+def kiosk_code_used(code_hash: str) -> str:
+    """A code that was used, remembered for a while so that a retry is told so."""
+    return f"mg:kiosk-code-used:{code_hash}"
+
+
+def enroll_failures(address: str) -> str:
+    """Wrong enrollment codes from an address, counted for throttling."""
+    return f"mg:throttle:enroll:{address}"
+
+
+# -- appointments (office data: hash-tagged) ---------------------------------------------
+
+
+def slot_settings(office: str, service: str) -> str:
+    """A service's appointment slots: length, capacity, hours per weekday, days ahead."""
+    return office_prefix(office) + f"slots:{service}"
+
+
+def slot_counts(office: str, service: str, day: str) -> str:
+    """Places taken in each of a service's slots on a local day: slot start → count."""
+    return office_prefix(office) + f"booked:{service}:{day}"
+
+
+def appointment(office: str, appointment_id: str) -> str:
+    return office_prefix(office) + f"appt:{appointment_id}"
+
+
+def appointment_token(office: str, token: str) -> str:
+    """The appointment a booking page's random token belongs to."""
+    return office_prefix(office) + f"appttok:{token}"
+
+
+def appointment_code(office: str, day: str, code: str) -> str:
+    """The appointment a six-digit check-in code names on a local day."""
+    return office_prefix(office) + f"apptcode:{day}:{code}"
+
+
+def appointment_contact(office: str, appointment_id: str) -> str:
+    """An appointment's contact e-mail, deleted when it is checked in or cancelled."""
+    return office_prefix(office) + f"apptcontact:{appointment_id}"
+
+
+# -- remote consultation (office data: hash-tagged) ---------------------------------------
+
+
+def call(office: str, ticket_id: str) -> str:
+    """A consultation: its call's state, who may join, and its record once it ended."""
+    return office_prefix(office) + f"call:{ticket_id}"
+
+
+def call_relay(office: str, ticket_id: str) -> str:
+    """The pub/sub channel carrying a call's signaling messages between web processes."""
+    return office_prefix(office) + f"call:{ticket_id}:relay"
+
+
+def call_relay_pattern() -> str:
+    """A pattern matching every call's relay channel."""
+    return "mg:{*}:call:*:relay"
+
+
+def call_from_relay(channel: str) -> tuple[str, str]:
+    """The office and ticket id of a call's relay channel."""
+    match = re.fullmatch(r"mg:\{(.+)\}:call:(\d+):relay", channel)
+    if match is None:
+        raise ValueError(f'"{channel}" is not a call relay channel')
+    return match.group(1), match.group(2)
+
+
+def calls_due(office: str) -> str:
+    """The office's calls waiting on a timeout, scored by when it falls due."""
+    return office_prefix(office) + "calls:due"
+
+
+def kiosk_call(office: str, kiosk_id: str) -> str:
+    """The consultation a kiosk has open (one at a time), by its ticket id."""
+    return office_prefix(office) + f"kiosk-call:{kiosk_id}"

@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,7 +101,20 @@ class QueueClient:
         }
         self._offices: dict[str, Office] = {}
 
-    async def _run(self, name: str, office: str, now: float, actor: str, *args: str) -> Any:
+    def register(self, name: str, source: str) -> None:
+        """Load one more script, an operation of another queue module, to :meth:`run`."""
+        self._scripts[name] = self.redis.register_script(source)
+
+    async def run(
+        self,
+        name: str,
+        office: str,
+        now: float,
+        actor: str,
+        *args: str,
+        errors: Mapping[str, type[QueueError]] = BY_CODE,
+    ) -> Any:
+        """Run a registered script; an error it reports is raised as ``errors[code]``."""
         check_slug("office", office)
         known = await self.office(office) if name != "office_put" else None
         day = known.day(now) if known is not None else ""
@@ -126,7 +139,7 @@ class QueueClient:
         result = json.loads(raw)
         if "error" in result:
             error = result["error"]
-            raise BY_CODE.get(error["code"], QueueError)(error["message"])
+            raise errors.get(error["code"], QueueError)(error["message"])
         return result
 
     # -- offices and services ---------------------------------------------------------
@@ -143,7 +156,7 @@ class QueueClient:
             "ticket_ttl": self.settings.ticket_ttl_seconds,
             "idem_ttl": self.settings.idempotency_ttl_seconds,
         }
-        result = await self._run("office_put", office.id, now, actor, json.dumps(fields))
+        result = await self.run("office_put", office.id, now, actor, json.dumps(fields))
         await self.redis.sadd(keys.OFFICES, office.id)
         self._offices[office.id] = stored = Office.from_redis(result["office"])
         return stored
@@ -165,7 +178,7 @@ class QueueClient:
     async def put_service(
         self, office: str, service: Service, *, now: float, actor: str = SYSTEM
     ) -> Service:
-        result = await self._run("service_put", office, now, actor, json.dumps(service.to_redis()))
+        result = await self.run("service_put", office, now, actor, json.dumps(service.to_redis()))
         return Service.from_redis(result["service"])
 
     async def delete_service(
@@ -173,7 +186,7 @@ class QueueClient:
     ) -> Service:
         """Remove a service; refused while tickets wait in it or a counter serves it."""
         check_slug("service", service)
-        result = await self._run("service_delete", office, now, actor, service)
+        result = await self.run("service_delete", office, now, actor, service)
         return Service.from_redis(result["service"])
 
     # -- tickets --------------------------------------------------------------------------
@@ -199,7 +212,7 @@ class QueueClient:
         appt = "" if appointment_at is None else repr(float(appointment_at))
         request = f"{service}|{Channel(channel).value}|{int(priority)}|{appt}"
         fingerprint = hashlib.sha256(request.encode()).hexdigest()[:16]
-        result = await self._run(
+        result = await self.run(
             "issue",
             office,
             now,
@@ -220,7 +233,7 @@ class QueueClient:
 
     async def ticket(self, office: str, ticket: str, *, now: float) -> Ticket:
         """A ticket by its id or resident token, with its current position."""
-        result = await self._run("ticket_view", office, now, SYSTEM, ticket_ref(ticket))
+        result = await self.run("ticket_view", office, now, SYSTEM, ticket_ref(ticket))
         return Ticket.from_redis(result["ticket"])
 
     async def call_next(
@@ -228,14 +241,14 @@ class QueueClient:
     ) -> Ticket | None:
         """The counter's next ticket under the routing rules, or ``None`` when no one waits."""
         check_slug("counter", counter)
-        result = await self._run("call_next", office, now, actor, counter)
+        result = await self.run("call_next", office, now, actor, counter)
         raw = result.get("ticket")
         return Ticket.from_redis(raw) if raw else None
 
     async def _ticket_op(
         self, name: str, office: str, ticket: str, now: float, actor: str, *args: str
     ) -> Ticket:
-        result = await self._run(name, office, now, actor, ticket_ref(ticket), *args)
+        result = await self.run(name, office, now, actor, ticket_ref(ticket), *args)
         return Ticket.from_redis(result["ticket"])
 
     async def recall(self, office: str, ticket: str, *, now: float, actor: str = SYSTEM) -> Ticket:
@@ -336,7 +349,7 @@ class QueueClient:
         self, name: str, office: str, counter: str, now: float, actor: str, *args: str
     ) -> Counter:
         check_slug("counter", counter)
-        result = await self._run(name, office, now, actor, counter, *args)
+        result = await self.run(name, office, now, actor, counter, *args)
         return Counter.from_redis(result["counter"])
 
     # -- reading ----------------------------------------------------------------------------
@@ -383,12 +396,12 @@ class QueueClient:
         reserved = {"type", "t", "actor", "office"} & set(fields)
         if reserved:
             raise InvalidInput(f'event field "{sorted(reserved)[0]}" is set by the queue')
-        result = await self._run("note", office, now, actor, kind, json.dumps(fields))
+        result = await self.run("note", office, now, actor, kind, json.dumps(fields))
         return str(result["event"])
 
     async def snapshot(self, office: str, *, now: float) -> Snapshot:
         """The office's whole queue state, read atomically."""
-        raw = await self._run("snapshot", office, now, SYSTEM)
+        raw = await self.run("snapshot", office, now, SYSTEM)
         # Sorted, so that the same state always reads the same (Redis sets have no order).
         services = {
             s["id"]: Service.from_redis(s)

@@ -7,7 +7,10 @@ recomputed when something happened since (but at most once per ``interval``
 seconds of real time, so a busy office is simulated a few times a second, not
 once per operation), or when ``max_age`` seconds of queue time have passed, since
 waits drift as counters work even when nothing is announced. Requests that arrive
-while a recomputation runs wait for it rather than start their own.
+while a recomputation runs do not start their own: they are answered from the last
+board (unless it is older than ``max_stale``: then they wait for the new one). A
+phone must not wait a second for its position because a long queue takes that long
+to simulate.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class WaitBoard:
         *,
         interval: float = 0.5,
         max_age: float = 15.0,
+        max_stale: float = 120.0,
         clock: Callable[[], float] = time.time,
         executor: Executor | None = None,
     ) -> None:
@@ -48,11 +52,15 @@ class WaitBoard:
         self.estimator = estimator
         self.interval = interval
         self.max_age = max_age
+        self.max_stale = max_stale
         self.clock = clock
         #: Where the simulation runs; ``None`` runs it on the event loop.
         self.executor = executor
         self._boards: dict[str, Board] = {}
         self._computed: dict[str, float] = {}
+        #: Least time between an office's recomputations: ``interval``, or longer when a
+        #: simulation takes longer (a long queue), so that the estimator keeps up.
+        self._spacing: dict[str, float] = {}
         self._refreshing: dict[str, asyncio.Task[Board]] = {}
 
     def _fresh(self, office: str, last_event: str) -> Board | None:
@@ -61,7 +69,7 @@ class WaitBoard:
             return None
         if known.snapshot.last_event == last_event:
             return known
-        if time.monotonic() - self._computed[office] < self.interval:
+        if time.monotonic() - self._computed[office] < self._spacing[office]:
             return known
         return None
 
@@ -84,7 +92,7 @@ class WaitBoard:
         if (
             self.interval > 0
             and known is not None
-            and self.clock() - known.computed_at < self.max_age
+            and self.clock() - known.computed_at < self.max_stale
         ):
             # Answer with the last board while the new one is computed. (With no
             # interval, as in tests and replays, every answer waits for a fresh board.)
@@ -99,6 +107,7 @@ class WaitBoard:
             log.warning("office %s estimates not refreshed: %r", office, task.exception())
 
     async def _compute(self, office: str) -> Board:
+        started = time.monotonic()
         now = self.clock()
         snapshot = await self.queue.snapshot(office, now=now)
         if self.executor is None:
@@ -107,7 +116,9 @@ class WaitBoard:
             loop = asyncio.get_running_loop()
             estimates = await loop.run_in_executor(self.executor, self.estimator.estimate, snapshot)
         self._boards[office] = board = Board(snapshot, estimates, now)
-        self._computed[office] = time.monotonic()
+        self._computed[office] = finished = time.monotonic()
+        # (No interval, as in tests and replays: every change gets a fresh board.)
+        self._spacing[office] = max(self.interval, finished - started) if self.interval else 0.0
         return board
 
     async def for_ticket(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import html
 import re
 import signal
 import socket
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
@@ -13,13 +15,14 @@ from typing import Any
 import httpx
 import pytest
 import redis
+import uvicorn
 from redis.asyncio import Redis as AsyncRedis
 from rq import SimpleWorker
 from rq.job import Job
 from rq.serializers import JSONSerializer
 from starlette.applications import Starlette
 
-from madoguchi.embedded import RedisServer, find_redis_server
+from madoguchi.embedded import RedisServer, find_redis_server, free_port
 from madoguchi.queue.jobs import job_queue
 from madoguchi.queue.model import Office, Service, ServiceMode
 from madoguchi.queue.tickets import QueueClient
@@ -239,3 +242,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Run the browser tests last: Playwright's sync API keeps an event loop running in
     the main thread for the session, and ``asyncio.run`` elsewhere would refuse to start."""
     items.sort(key=lambda item: "tests/browser/" in item.nodeid)
+
+
+@contextlib.contextmanager
+def serving(app: Starlette) -> Iterator[int]:
+    """``app`` under uvicorn on a free local port, in a thread, while the block runs: the port."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        assert time.monotonic() < deadline, "the test server did not start"
+        time.sleep(0.02)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(10)

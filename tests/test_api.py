@@ -296,3 +296,25 @@ async def test_health_and_metrics(client: httpx.AsyncClient) -> None:
     assert 'madoguchi_waiting_tickets{office="kokurakita",service="certs"} 1.0' in text
     assert "madoguchi_estimated_wait_seconds" in text
     assert 'route="/api/v1/offices/{office}/tickets"' in text
+
+
+async def test_residents_on_the_api_share_the_web_pages_daily_limit(
+    client: httpx.AsyncClient, app: Starlette
+) -> None:
+    limit = app.state.settings.web_tickets_per_address
+    first = await take(client, idempotency_key="first-ticket-of-the-day")
+    for _ in range(limit - 1):
+        await take(client)
+    # A retry with its idempotency key gives the same ticket and is not counted again.
+    again = await client.post(
+        f"{BASE}/tickets", json={"service": "certs", "idempotency_key": "first-ticket-of-the-day"}
+    )
+    assert again.status_code == 200
+    assert again.json()["ticket"]["number"] == first["number"]
+    refused = await client.post(f"{BASE}/tickets", json={"service": "certs"})
+    assert refused.status_code == 429
+    assert "too many tickets from this address today" in refused.json()["error"]["message"]
+    # A kiosk's or the phone line's channel is not a way round it: those are staff's.
+    for channel in ("kiosk", "phone"):
+        other = await client.post(f"{BASE}/tickets", json={"service": "certs", "channel": channel})
+        assert other.status_code == 401, channel

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -17,10 +16,8 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from redis.asyncio import Redis
 
-from madoguchi.embedded import free_port
 from madoguchi.queue import keys
 from madoguchi.queue.model import CounterState, Office
 from madoguchi.queue.tickets import QueueClient
@@ -30,7 +27,7 @@ from madoguchi.web.accounts import AccountStore, Role, StaffAccount
 from madoguchi.web.app import create_app
 from madoguchi.web.sessions import end_sessions
 
-from conftest import T0
+from conftest import T0, serving
 
 PASSWORD = "Counter-Clerk-2026!"
 
@@ -46,19 +43,8 @@ def served(settings: Settings, office: Office) -> Iterator[Served]:
     """The app under uvicorn on a free port, with the office ``kokurakita`` in place."""
     started = time.time()
     app = create_app(settings, clock=lambda: T0 + (time.time() - started))
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert time.monotonic() < deadline, "the test server did not start"
-        time.sleep(0.02)
-    yield Served(f"http://127.0.0.1:{port}", app)
-    server.should_exit = True
-    thread.join(10)
+    with serving(app) as port:
+        yield Served(f"http://127.0.0.1:{port}", app)
 
 
 async def make_account(

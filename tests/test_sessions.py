@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import hashlib
 import re
+import time
 from collections.abc import AsyncIterator
 
 import httpx
@@ -14,10 +17,12 @@ from starlette.applications import Starlette
 
 from madoguchi.queue import keys
 from madoguchi.queue.model import Office
+from madoguchi.settings import Settings
 from madoguchi.web.accounts import AccountStore
+from madoguchi.web.app import create_app
 from madoguchi.web.sessions import FAILURE_WINDOW, MAX_FAILURES, SessionStore
 
-from conftest import PASSWORD, make_account
+from conftest import PASSWORD, T0, make_account
 
 COOKIE = "__Host-madoguchi"
 
@@ -489,3 +494,79 @@ async def test_a_new_authenticator_replaces_the_old_one_only_once_confirmed(
     now = app.state.clock()
     assert not await accounts.check_code("clerk", old.at(now), now=now)
     assert await accounts.check_code("clerk", new.at(now), now=now)
+
+
+# -- what a web process remembers about sessions ---------------------------------------------
+
+
+@pytest.fixture
+async def other_process(settings: Settings) -> AsyncIterator[Starlette]:
+    """A second web app on the same Redis, as another web process would be; it may
+    remember a session for a minute, so that only an announcement makes it forget."""
+    other = create_app(dataclasses.replace(settings, session_cache_seconds=60), clock=lambda: T0)
+    async with other.router.lifespan_context(other):
+        deadline = time.monotonic() + 5
+        while not other.state.staff_cache.listening:
+            assert time.monotonic() < deadline, "the staff-changes subscription never came up"
+            await asyncio.sleep(0.01)
+        yield other
+
+
+async def _status_at(app: Starlette, session_id: str) -> int:
+    async with _client(app) as http:
+        http.cookies.set(COOKIE, session_id)
+        return (await http.get("/staff/")).status_code
+
+
+async def _refused_soon(app: Starlette, session_id: str, seconds: float) -> float:
+    """How long until ``app`` refuses the session (fails after ``seconds``)."""
+    started = time.monotonic()
+    while await _status_at(app, session_id) != 303:
+        assert time.monotonic() - started < seconds, "the ended session is still accepted"
+        await asyncio.sleep(0.01)
+    return time.monotonic() - started
+
+
+async def _forgotten_soon(app: Starlette, session_id: str) -> None:
+    deadline = time.monotonic() + 2
+    while app.state.staff_cache.get(session_id, T0) is not None:
+        assert time.monotonic() < deadline, "the change was never heard"
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("ending", ["sign-out", "disabled", "offices changed"])
+async def test_another_web_process_forgets_a_changed_session_at_once(
+    app: Starlette, other_process: Starlette, aredis: Redis, office: Office, ending: str
+) -> None:
+    await make_account(aredis, "clerk")
+    session = await store(app).create("clerk", now=T0)
+    assert await _status_at(other_process, session.id) == 200
+    assert other_process.state.staff_cache.get(session.id, T0) is not None  # remembered
+    accounts: AccountStore = app.state.accounts
+    account = await accounts.get("clerk")
+    if ending == "sign-out":
+        await store(app).end(session.id)
+    elif ending == "disabled":
+        await accounts.update(dataclasses.replace(account, disabled=True))
+    else:
+        await accounts.update(dataclasses.replace(account, offices=("moji",)))
+    # It would keep the session for a minute: only the announcement makes it forget.
+    await _forgotten_soon(other_process, session.id)
+    expected = 200 if ending == "offices changed" else 303
+    assert await _status_at(other_process, session.id) == expected
+    if ending == "offices changed":
+        staff = other_process.state.staff_cache.get(session.id, T0)
+        assert staff is not None
+        assert staff.account.offices == ("moji",)
+
+
+async def test_a_change_nobody_announced_is_seen_within_the_cache_seconds(
+    settings: Settings, aredis: Redis, office: Office
+) -> None:
+    quick = create_app(dataclasses.replace(settings, session_cache_seconds=0.2), clock=lambda: T0)
+    async with quick.router.lifespan_context(quick):
+        await make_account(aredis, "clerk")
+        session = await store(quick).create("clerk", now=T0)
+        assert await _status_at(quick, session.id) == 200
+        await aredis.delete(keys.staff_account("clerk"))  # by hand, unannounced
+        assert await _refused_soon(quick, session.id, seconds=2) >= 0

@@ -24,7 +24,7 @@ from zxcvbn import zxcvbn  # type: ignore[import-untyped]  # ships no types
 from ..queue import keys
 from ..queue.codec import fields, mapping, text, texts
 from ..queue.exceptions import Conflict, InvalidInput, NotFound
-from .sessions import end_sessions
+from .sessions import Forget, announce, end_sessions, forget_nothing
 
 USERNAME = re.compile(r"[a-z][a-z0-9._-]{1,31}")
 MIN_PASSWORD = 12
@@ -134,10 +134,22 @@ def _matching_step(secret: str, code: str, now: float) -> int | None:
 
 
 class AccountStore:
-    def __init__(self, redis: Redis, *, hasher: PasswordHasher | None = None) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        hasher: PasswordHasher | None = None,
+        forget: Forget = forget_nothing,
+    ) -> None:
         self.redis = redis
         self.hasher = hasher or password_hasher()
+        self.forget = forget
         self._use_step = redis.register_script(_USE_STEP)
+
+    async def _changed(self, username: str) -> None:
+        """The account changed: no web process may go on with what it remembered of it."""
+        self.forget(username)
+        await announce(self.redis, username)
 
     async def create(self, account: StaffAccount, password: str) -> StaffAccount:
         check_password(password, account.username)
@@ -172,8 +184,11 @@ class AccountStore:
         await self.get(account.username)
         key = keys.staff_account(account.username)
         await self.redis.hset(key, mapping=fields(_fields(account)))
+        self.forget(account.username)
         if account.disabled:
             await end_sessions(self.redis, account.username)
+        else:
+            await announce(self.redis, account.username)
         return account
 
     async def set_password(self, username: str, password: str) -> None:
@@ -181,6 +196,7 @@ class AccountStore:
         await self.get(username)
         check_password(password, username)
         await self.redis.hset(keys.staff_account(username), "password", self.hasher.hash(password))
+        self.forget(username)
         await end_sessions(self.redis, username)
 
     async def authenticate(self, username: str, password: str) -> StaffAccount | None:
@@ -262,6 +278,7 @@ class AccountStore:
             pipe.hset(key, mapping={"totp": text(pending), "totp_step": str(step)})
             pipe.hdel(key, "totp_pending")
             await pipe.execute()
+        await self._changed(username)
         return True
 
     async def enroll_totp(self, username: str) -> str:
@@ -277,12 +294,14 @@ class AccountStore:
             pipe.hset(key, "totp", secret)
             pipe.hdel(key, "totp_pending", "totp_step")
             await pipe.execute()
+        await self._changed(username)
         return provisioning_uri(secret, account.username)
 
     async def remove_totp(self, username: str) -> None:
         """Forget the account's authenticator (the person lost their phone, say)."""
         await self.get(username)
         await self.redis.hdel(keys.staff_account(username), "totp", "totp_pending", "totp_step")
+        await self._changed(username)
 
 
 def _fields(account: StaffAccount) -> dict[str, str]:

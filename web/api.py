@@ -9,18 +9,21 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from ..queue.exceptions import NotFound
+from ..queue import keys
+from ..queue.exceptions import NotFound, QueueError
 from ..queue.model import CancelReason, Channel, Ticket
 from ..queue.tickets import TICKET_ID
 from . import views
 from .auth import require_staff, staff_of
 from .bodies import get, maybe, need, only, read_json
-from .exceptions import Forbidden, Unprocessable
+from .exceptions import Forbidden, TooManyRequests, Unprocessable
 from .openapi import document
+from .residents.guard import count_ticket
 from .state import now_of, path_slug, queue_of, waits_of
 
-#: Channels a resident may use without staff; "reception" is staff-only.
-PUBLIC_CHANNELS = {Channel.WEB, Channel.PHONE, Channel.KIOSK}
+#: What a resident may take without staff: a ticket on the web. (Kiosks issue through
+#: their own screens with their device token; phone and reception tickets are staff's.)
+PUBLIC_CHANNELS = {Channel.WEB}
 TICKET_ACTIONS = ("recall", "no-show", "start", "finish", "transfer", "cancel")
 COUNTER_ACTIONS = ("open", "pause", "close", "call-next")
 
@@ -104,17 +107,43 @@ async def take_ticket(request: Request) -> JSONResponse:
     if priority or appointment_at is not None or channel not in PUBLIC_CHANNELS:
         # Priority, appointments and reception tickets are given by staff.
         actor = await require_staff(request, office)
-    await queue_of(request).office(office)
-    issued = await queue_of(request).issue(
-        office,
-        service,
-        now=now_of(request),
-        channel=channel,
-        priority=priority,
-        appointment_at=appointment_at,
-        idempotency_key=key,
-        actor=actor,
-    )
+    known = await queue_of(request).office(office)
+    allowance = None
+    if actor == "resident" and not (
+        key and await request.app.state.redis.exists(keys.idempotency(office, key))
+    ):
+        # The same daily limit as the office's web page, by address (an API client has
+        # no phone cookie); a retried request with its idempotency key is not counted.
+        address = request.client.host if request.client else ""
+        allowance = await count_ticket(
+            request.app.state.redis,
+            device=f"api:{address}",
+            address=address,
+            day=known.day(now_of(request)),
+            per_device=request.app.state.settings.web_tickets_per_address,
+            per_address=request.app.state.settings.web_tickets_per_address,
+        )
+        if allowance is None:
+            raise TooManyRequests(
+                "too many tickets from this address today; please ask at the office"
+            )
+    try:
+        issued = await queue_of(request).issue(
+            office,
+            service,
+            now=now_of(request),
+            channel=channel,
+            priority=priority,
+            appointment_at=appointment_at,
+            idempotency_key=key,
+            actor=actor,
+        )
+    except QueueError:
+        if allowance is not None:
+            await allowance.release()
+        raise
+    if issued.replayed and allowance is not None:
+        await allowance.release()
     return await _ticket_response(
         request,
         office,

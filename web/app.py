@@ -8,6 +8,7 @@ the event hub's one subscription to every office's live channel.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -27,16 +28,37 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from ..consult import api as consult_api
+from ..consult import echo, signaling, switchboard
+from ..kiosk import checkin as kiosk_checkin
+from ..kiosk import enrollment, health, screens
+from ..kiosk.devices import KioskStore, KioskUnenrolled
 from ..queue.estimator import Estimator
 from ..queue.exceptions import QueueError
 from ..queue.tickets import QueueClient
 from ..queue.waits import WaitBoard
 from ..settings import Settings, load_settings
-from . import admin, api, console, metrics, pages, staff, stats, supervisor
+from . import (
+    admin,
+    api,
+    board,
+    busy,
+    congestion,
+    console,
+    i18n,
+    metrics,
+    notifications,
+    pages,
+    residents,
+    staff,
+    stats,
+    supervisor,
+)
+from . import appointments as appointment_pages
 from .accounts import AccountStore, password_hasher
 from .exceptions import HTTPError, SecondFactorRequired, Unauthorized
 from .live import EventHub
-from .security import SecurityHeaders
+from .security import SecurityHeaders, StaffCache
 from .sessions import SessionStore
 
 log = logging.getLogger(__name__)
@@ -60,17 +82,27 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
         # A person at a browser is sent to sign in, and brought back afterwards.
         target = quote(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
         return RedirectResponse(f"/staff/signin?next={target}", status_code=303)
+    if isinstance(exc, KioskUnenrolled) and _wants_kiosk_page(request):
+        return RedirectResponse("/kiosk/enroll", status_code=303)
     if isinstance(exc, SecondFactorRequired) and _wants_page(request):
         return RedirectResponse("/staff/totp", status_code=303)
     return _error(exc.status, exc.code, exc.message)
 
 
 def _wants_page(request: Request) -> bool:
-    return request.method == "GET" and not request.url.path.startswith("/api/")
+    return request.method == "GET" and not request.url.path.startswith(("/api/", "/consult/api/"))
+
+
+def _wants_kiosk_page(request: Request) -> bool:
+    path = request.url.path
+    kiosk_page = path.startswith("/kiosk/") and not path.startswith("/kiosk/api/")
+    return request.method == "GET" and kiosk_page
 
 
 async def on_starlette_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    if screens.is_screen(request):
+        return screens.error_page(request, exc, exc.status_code)
     codes = {404: "not_found", 405: "method_not_allowed"}
     message = {
         404: f'nothing at "{request.url.path[:80]}"',
@@ -121,19 +153,27 @@ def create_app(
         queue = QueueClient(redis, settings)
         app.state.redis = redis
         app.state.queue = queue
+        app.state.staff_cache = cache = StaffCache(redis, seconds=settings.session_cache_seconds)
+        cache.start()
         app.state.accounts = AccountStore(
             redis,
             hasher=password_hasher(
                 settings.password_hash_memory_kib, settings.password_hash_time_cost
             ),
+            forget=cache.forget,
         )
         app.state.sessions = SessionStore(
             redis,
             idle_seconds=settings.session_idle_seconds,
             absolute_seconds=settings.session_absolute_seconds,
+            forget=cache.forget,
         )
+        app.state.kiosks = KioskStore(redis)
         app.state.events = hub = EventHub(redis)
         hub.start()
+        await switchboard.start(app)
+        app.state.notifier = notifier = notifications.Notifier(redis, hub, url)
+        notifier.start()
         # The simulation runs in a process of its own, so that it neither stalls the
         # event loop nor competes with it for the GIL.
         # (With no interval, as in tests and replays, estimates are computed in line.)
@@ -149,11 +189,24 @@ def create_app(
             clock=clock,
             executor=estimating,
         )
+        app.state.congestion = feed = congestion.Feed(hub, app.state.waits, queue)
+        feed.start()
+        app.state.busy = busy.BusyCache()
         log.info("web using redis %s", url)
+        # What start-up made lives as long as the process: keep it out of the garbage
+        # collector's full passes, whose pauses otherwise reach every open request and
+        # event stream at once (tens of milliseconds with thousands of connections).
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
+            await notifier.stop()
+            await feed.stop()
+            await residents.stop(app)
+            await switchboard.stop(app)
             await hub.stop()
+            await cache.stop()
             if estimating is not None:
                 estimating.shutdown(cancel_futures=True)
             await redis.aclose()
@@ -169,6 +222,19 @@ def create_app(
             *supervisor.routes,
             *admin.routes,
             *stats.routes,
+            *residents.routes,
+            *congestion.routes,
+            *busy.routes,
+            *board.routes,
+            *appointment_pages.routes,
+            *enrollment.routes,
+            *health.routes,
+            *screens.routes,
+            *kiosk_checkin.routes,
+            *signaling.routes,
+            *consult_api.routes,
+            *echo.routes,
+            enrollment.static,
             pages.static,
         ],
         middleware=[
@@ -186,6 +252,8 @@ def create_app(
     )
     app.state.settings = settings
     app.state.templates = pages.environment()
+    app.state.catalogues = i18n.Catalogues.load()
+    i18n.warm_up()  # furigana's dictionary, before the first page needs it
     app.state.metrics = registry
     app.state.clock = clock
     return app

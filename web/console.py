@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ..queue import keys
@@ -31,9 +30,9 @@ from ..queue.model import Counter, CounterState, Office, Service, ServiceMode
 from ..queue.tickets import QueueClient
 from ..queue.waits import WaitBoard
 from .accounts import Role, StaffAccount
-from .exceptions import BadRequest, Unauthorized
+from .exceptions import Unauthorized
 from .forms import signed_form
-from .live import Dropped, EventHub
+from .live import Dropped, EventHub, event_stream, resume_after
 from .pages import render
 from .security import Staff, plain_localhost, require
 from .sessions import SessionStore
@@ -48,7 +47,6 @@ REPLAY_LIMIT = 1000
 REPLAY_BATCH = 200
 #: How long a browser waits before reconnecting a dropped stream, in milliseconds.
 RETRY_MS = 2000
-STREAM_ID = re.compile(r"\d{1,20}-\d{1,20}")
 
 
 # -- who may serve what ---------------------------------------------------------------------
@@ -278,16 +276,7 @@ async def live(request: Request) -> Response:
         return JSONResponse({"error": {"code": exc.code, "message": exc.message}}, status_code=401)
     queue = queue_of(request)
     await queue.office(office)
-    after = (
-        request.headers.get("last-event-id") or request.query_params.get("after") or ""
-    ).strip()
-    if after and not STREAM_ID.fullmatch(after):
-        raise BadRequest(f'event id "{after[:40]}" is not a stream id such as 1700000000000-0')
-    return StreamingResponse(
-        _stream(request, office, staff, after),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+    return event_stream(_stream(request, office, staff, resume_after(request)))
 
 
 async def _stream(

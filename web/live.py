@@ -14,15 +14,20 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.requests import HTTPConnection
+from starlette.responses import StreamingResponse
+from starlette.types import Message, Send
 
 from ..queue import keys
+from ..queue.tickets import STREAM_ID
+from .exceptions import BadRequest
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +78,11 @@ class EventHub:
         self.redis = redis
         self.retry_seconds = retry_seconds
         self._listeners: dict[str, set[Listener]] = {}
+        self._watchers: list[Callable[[Event], None]] = []
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
+        #: Subscriptions made so far: a change means events may have been missed meanwhile.
+        self.generation = 0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="madoguchi-event-hub")
@@ -97,8 +105,23 @@ class EventHub:
         finally:
             self._listeners.get(office, set()).discard(listener)
 
+    @contextlib.contextmanager
+    def watch(self, callback: Callable[[Event], None]) -> Iterator[None]:
+        """Call ``callback`` with every event of every office as it arrives.
+
+        For process-wide consumers that coalesce (the congestion feed): the callback
+        runs on the hub's task, so it must only take note and return.
+        """
+        self._watchers.append(callback)
+        try:
+            yield
+        finally:
+            self._watchers.remove(callback)
+
     def publish_locally(self, event: Event) -> None:
-        """Hand ``event`` to this process's listeners of its office."""
+        """Hand ``event`` to this process's watchers, and to the listeners of its office."""
+        for watcher in self._watchers:
+            watcher(event)
         for listener in list(self._listeners.get(event.office, ())):
             if not listener.offer(event):
                 log.warning("listener of %s dropped: %d events behind", event.office, BACKLOG)
@@ -118,6 +141,7 @@ class EventHub:
         pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         try:
             await pubsub.psubscribe(keys.live_pattern())
+            self.generation += 1
             self.connected.set()
             while True:
                 message = await pubsub.get_message(timeout=30.0)
@@ -151,3 +175,151 @@ def parse(channel: str, payload: str) -> Event | None:
     if not isinstance(data, dict):
         return None
     return Event(stream_id, office, data)
+
+
+class Sink:
+    """One server-sent event response that a :class:`Broadcast` writes to."""
+
+    __slots__ = ("busy", "seen", "send")
+
+    def __init__(self, send: Send, seen: int) -> None:
+        self.send = send
+        #: The broadcast's version last written here.
+        self.seen = seen
+        #: A write is waiting for the client to read (its buffer was full).
+        self.busy = False
+
+
+class Broadcast:
+    """One encoded message written to thousands of streaming responses, cheaply.
+
+    Waking one task per connection for every message costs more than the write itself
+    (measured with ten thousand: the wake-ups took as long as the socket writes). So the
+    publishing task writes to every response itself: an ASGI ``send`` of a body
+    completes without suspending unless the connection's write buffer is full (the
+    server's flow control), and only such a write is finished by a task of its own. A
+    connection that is still busy when the next message comes skips it, and is sent
+    the whole state (``full``) once it has caught up; so a slow reader costs nothing
+    but its own buffer, and nothing is queued for it.
+    """
+
+    def __init__(self) -> None:
+        self.version = 0
+        self.full = b""
+        self._sinks: set[Sink] = set()
+        self._finishing: set[asyncio.Future[None]] = set()
+
+    def __len__(self) -> int:
+        return len(self._sinks)
+
+    def attach(self, send: Send, seen: int) -> Sink:
+        """Write to ``send`` from now on; ``seen``: the version it already has."""
+        sink = Sink(send, seen)
+        self._sinks.add(sink)
+        if seen != self.version and not self._write(sink, self.full):
+            self._sinks.discard(sink)
+        return sink
+
+    def detach(self, sink: Sink) -> None:
+        self._sinks.discard(sink)
+
+    def publish(self, message: bytes, full: bytes) -> None:
+        """Write ``message`` to every connection; ``full``: what one that missed some gets."""
+        self.version += 1
+        self.full = full
+        body: Message = {"type": "http.response.body", "body": message, "more_body": True}
+        failed = [sink for sink in self._sinks if not sink.busy and not self._send(sink, body)]
+        self._sinks.difference_update(failed)
+
+    def close(self) -> None:
+        """End every response (the server is stopping)."""
+        end: Message = {"type": "http.response.body", "body": b"", "more_body": False}
+        for sink in list(self._sinks):
+            if not sink.busy:
+                self._send(sink, end)
+        self._sinks.clear()
+        for task in self._finishing:
+            task.cancel()
+
+    def _write(self, sink: Sink, chunk: bytes) -> bool:
+        return self._send(sink, {"type": "http.response.body", "body": chunk, "more_body": True})
+
+    def _send(self, sink: Sink, message: Message) -> bool:
+        """Write ``message``, or start to; ``False`` when the connection cannot take it."""
+        sink.seen = self.version
+        step = sink.send(message)
+        if not isinstance(step, Coroutine):  # a server whose send is another awaitable
+            sink.busy = True
+            self._track(sink, asyncio.ensure_future(self._await(sink, step)))
+            return True
+        try:
+            waiting = step.send(None)
+        except StopIteration:
+            return True
+        except (OSError, RuntimeError) as exc:
+            # The connection is gone or its response is over: its own task ends it.
+            log.debug("broadcast: a write failed: %s", exc)
+            return False
+        sink.busy = True
+        self._track(sink, asyncio.ensure_future(self._finish(sink, step, waiting)))
+        return True
+
+    def _track(self, sink: Sink, task: asyncio.Future[None]) -> None:
+        self._finishing.add(task)
+        task.add_done_callback(self._finishing.discard)
+
+    async def _await(self, sink: Sink, step: Awaitable[None]) -> None:
+        try:
+            await step
+        except (OSError, RuntimeError) as exc:
+            log.debug("broadcast: a write failed: %s", exc)
+            self._sinks.discard(sink)
+        finally:
+            sink.busy = False
+
+    async def _finish(self, sink: Sink, step: Coroutine[Any, Any, None], waiting: Any) -> None:
+        """Drive a write that had to wait, as a task would, to its end."""
+        try:
+            while True:
+                if waiting is None:
+                    await asyncio.sleep(0)
+                else:
+                    with contextlib.suppress(Exception):
+                        await waiting  # the write reads its outcome itself when resumed
+                try:
+                    waiting = step.send(None)
+                except StopIteration:
+                    break
+        except (OSError, RuntimeError) as exc:
+            log.debug("broadcast: a write failed: %s", exc)
+            self._sinks.discard(sink)
+            return
+        finally:
+            sink.busy = False
+        if sink.seen != self.version and sink in self._sinks and not self._write(sink, self.full):
+            self._sinks.discard(sink)
+
+
+def requested_after(connection: HTTPConnection) -> str:
+    """The stream id an event stream resumes after: ``Last-Event-ID``, or (for a page that
+    opens a new stream after the old one was refused) the query's ``after``; else ``""``."""
+    return (
+        connection.headers.get("last-event-id") or connection.query_params.get("after") or ""
+    ).strip()
+
+
+def resume_after(connection: HTTPConnection) -> str:
+    """:func:`requested_after`, refused with a 400 when it is not a stream id."""
+    after = requested_after(connection)
+    if after and not STREAM_ID.fullmatch(after):
+        raise BadRequest(f'event id "{after[:40]}" is not a stream id such as 1700000000000-0')
+    return after
+
+
+def event_stream(events: AsyncIterator[str]) -> StreamingResponse:
+    """Server-sent events, never cached nor held back by a proxy."""
+    return StreamingResponse(
+        events,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )

@@ -5,12 +5,17 @@ session under the SHA-256 of the id. A session ends after ``idle`` seconds witho
 request and ``absolute`` seconds after sign-in, however busy, both measured on the
 app's clock (the key's TTL only clears away what nobody ends). Ending a session
 deletes it, so logout and revocation take effect at once, on every web process.
+
+Web processes remember who a session is for a moment (``web.security.StaffCache``); so
+whatever ends a session or changes an account also *announces* it, on the channel
+``keys.staff_changes()``, and tells its own process's cache at once.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -48,6 +53,19 @@ class PendingSignIn:
     next: str
 
 
+#: Told a user name when this process ends their sessions or changes their account.
+Forget = Callable[[str], None]
+
+
+def forget_nothing(username: str) -> None:
+    """For stores used where nothing is cached (the command line, tests)."""
+
+
+async def announce(redis: Redis, username: str) -> None:
+    """Tell every web process that ``username``'s sessions ended or their account changed."""
+    await redis.publish(keys.staff_changes(), username)
+
+
 def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -61,14 +79,23 @@ async def end_sessions(redis: Redis, username: str) -> int:
     hashed = texts(await redis.smembers(keys.staff_sessions(username)))
     ended = await redis.delete(*(keys.session(h) for h in hashed)) if hashed else 0
     await redis.delete(keys.staff_sessions(username))
+    await announce(redis, username)
     return int(ended)
 
 
 class SessionStore:
-    def __init__(self, redis: Redis, *, idle_seconds: int, absolute_seconds: int) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        idle_seconds: int,
+        absolute_seconds: int,
+        forget: Forget = forget_nothing,
+    ) -> None:
         self.redis = redis
         self.idle = idle_seconds
         self.absolute = absolute_seconds
+        self.forget = forget
 
     async def create(self, username: str, *, now: float) -> Session:
         session = Session(secrets.token_urlsafe(32), username, secrets.token_urlsafe(32), now)
@@ -137,9 +164,12 @@ class SessionStore:
         await self.redis.delete(keys.session(hashed))
         if username:
             await self.redis.srem(keys.staff_sessions(text(username)), hashed)
+            self.forget(text(username))
+            await announce(self.redis, text(username))
 
     async def end_all(self, username: str) -> int:
         """End every session of ``username``; how many were live."""
+        self.forget(username)
         return await end_sessions(self.redis, username)
 
     async def count(self, username: str) -> int:

@@ -33,9 +33,8 @@ from .security import (
     require,
     session_id,
     set_session_cookie,
-    set_signin_cookie,
     signed_in,
-    signin_token,
+    signin_form_page,
     signin_token_matches,
 )
 from .sessions import FAILURE_WINDOW, Session
@@ -108,19 +107,8 @@ async def _new_session(request: Request, account: StaffAccount) -> Session:
     return await sessions.create(account.username, now=now_of(request))
 
 
-def _form_page(
-    request: Request, template: str, context: dict[str, Any], *, status: int = 200
-) -> Response:
-    """A sign-in page, with the token its form must send back and the cookie that matches."""
-    token = signin_token(request)
-    response = render(request, template, {"csrf": token, **context}, status=status)
-    response.headers.update(NO_STORE)
-    set_signin_cookie(response, request, token)
-    return response
-
-
 def _signin_page(request: Request, context: dict[str, Any], *, status: int = 200) -> Response:
-    return _form_page(request, "staff/signin.html", context, status=status)
+    return signin_form_page(request, "staff/signin.html", context, status=status)
 
 
 def _code(value: str) -> str:
@@ -153,7 +141,7 @@ async def signin(request: Request) -> Response:
     assert attempt.account is not None
     if attempt.outcome is Outcome.NEEDS_CODE:
         pending = await sessions_of(request).await_code(username, target, now=now_of(request))
-        return _form_page(request, "staff/totp_code.html", {"pending": pending.token})
+        return signin_form_page(request, "staff/totp_code.html", {"pending": pending.token})
     return await _signed_in_redirect(request, attempt.account, target)
 
 
@@ -183,7 +171,7 @@ async def signin_code(request: Request) -> Response:
         pending.username, _code(form.get("code")), now=now_of(request)
     ):
         await sessions.failed(pending.username, address)
-        return _form_page(
+        return signin_form_page(
             request, "staff/totp_code.html", {"pending": token, "error": "wrong"}, status=401
         )
     await sessions.end_pending(token)

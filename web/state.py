@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from starlette.requests import HTTPConnection
 
+from ..kiosk.devices import KioskStore
 from ..queue.exceptions import NotFound
 from ..queue.keys import SLUG
 from ..queue.tickets import QueueClient
@@ -34,6 +35,11 @@ def accounts_of(connection: HTTPConnection) -> AccountStore:
 def sessions_of(connection: HTTPConnection) -> SessionStore:
     sessions: SessionStore = connection.app.state.sessions
     return sessions
+
+
+def kiosks_of(connection: HTTPConnection) -> KioskStore:
+    kiosks: KioskStore = connection.app.state.kiosks
+    return kiosks
 
 
 def now_of(connection: HTTPConnection) -> float:

@@ -128,6 +128,19 @@ local function close_ticket(o, t)
   redis.call('DEL', P .. 'contact:' .. t.id)
 end
 
+-- The ticket's service is over: it closes as done, the service time joins the
+-- service's history (from which the estimator learns), and the stream hears of it.
+local function finish_ticket(o, t, counter, call)
+  set_status(t, 'done', {finished_at = NOW_S})
+  close_ticket(o, t)
+  local took = NOW - tonumber(t.started_at)
+  local history = P .. 'svc:' .. t.service .. ':times'
+  redis.call('LPUSH', history, tostring(took))
+  redis.call('LTRIM', history, 0, 499)
+  return emit(o, {type = 'finished', ticket = t.id, number = t.number, service = t.service,
+    counter = counter, took = tostring(took), call = call})
+end
+
 local function free_counter(t)
   if t.counter ~= nil and t.counter ~= '' then
     local ckey = P .. 'counter:' .. t.counter

@@ -28,7 +28,7 @@ from madoguchi.settings import Settings
 from madoguchi.web.accounts import AccountStore, Role, StaffAccount
 from madoguchi.web.app import create_app
 
-from conftest import OFFICE, SERVICES, T0
+from conftest import OFFICE, SERVICES, T0, serving
 
 CHROMIUM = os.environ.get("MADOGUCHI_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_FLAGS = [
@@ -94,18 +94,8 @@ def server(settings: Settings) -> Iterator[LiveServer]:
     run_async(_seed(settings))
     clock = _Clock()
     app = create_app(settings, clock=clock)
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    running = uvicorn.Server(config)
-    thread = threading.Thread(target=running.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not running.started:
-        assert time.monotonic() < deadline, "the test server did not start"
-        time.sleep(0.02)
-    yield LiveServer(f"http://localhost:{port}", app, clock)
-    running.should_exit = True
-    thread.join(10)
+    with serving(app) as port:
+        yield LiveServer(f"http://localhost:{port}", app, clock)
 
 
 async def _seed(settings: Settings) -> None:
@@ -160,3 +150,51 @@ def assert_accessible(page: Page) -> None:
     """Zero axe-core violations of WCAG 2.2 AA on the page as it stands."""
     result = Axe().run(page, options={"runOnly": {"type": "tag", "values": WCAG_AA}})
     assert result.violations_count == 0, result.generate_report()
+
+
+class Restartable:
+    """The app under uvicorn on a fixed port, which a test can stop and start again
+    (a server going away and coming back, as a kiosk or a lobby board meets it)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.port = free_port()
+        self.url = f"http://localhost:{self.port}"
+        self.clock = _Clock()
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        app = create_app(self.settings, clock=self.clock)
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
+            timeout_graceful_shutdown=1,
+        )
+        self._server = server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=server.run, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 15
+        while not server.started:
+            assert time.monotonic() < deadline, "the test server did not start"
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join(15)
+            assert not self._thread.is_alive(), "the test server did not stop"
+            self._server = None
+
+
+@pytest.fixture
+def restartable(settings: Settings) -> Iterator[Restartable]:
+    """Like ``server`` (kokurakita seeded), but stoppable: ``stop()``, then ``start()``."""
+    run_async(_seed(settings))
+    server = Restartable(settings)
+    server.start()
+    yield server
+    server.stop()

@@ -7,13 +7,16 @@ templates turn into a sentence (through ``_()``), so that messages can be transl
 - :mod:`.offices`: offices, services (names in every supported language, prefix,
   mode, congestion bands) and counters;
 - :mod:`.staff`: staff accounts and roles;
-- :mod:`.audit`: who did what, from an office's event stream.
+- :mod:`.audit`: who did what, from an office's event stream;
+- :mod:`.kiosks`: kiosks, their enrollment codes, and the fleet page;
+- :mod:`.appointments`: each service's appointment slots.
 """
 
 from __future__ import annotations
 
 from starlette.routing import Route
 
+from . import appointments, kiosks
 from .audit import audit
 from .offices import (
     counter_page,
@@ -78,4 +81,6 @@ routes = [
     Route("/admin/staff/{username}/enable", enable_staff, methods=["POST"]),
     Route("/admin/staff/{username}/sessions", end_staff_sessions, methods=["POST"]),
     Route("/admin/staff/{username}/totp/remove", remove_staff_totp, methods=["POST"]),
+    *kiosks.routes,
+    *appointments.routes,
 ]

@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import RedirectResponse
+from starlette.responses import RedirectResponse, Response
 
 from ...queue.keys import SLUG
 from ...queue.model import Office, Service
 from ..forms import Form
+from ..pages import render
 from ..state import now_of, path_slug, queue_of
 
 #: Path segments that name pages, so no office, service, counter or user may take them.
@@ -129,3 +130,17 @@ def form_values(form: Form, *names: str) -> dict[str, Any]:
 
 async def services_of(request: Request, office: str) -> dict[str, Service]:
     return (await queue_of(request).snapshot(office, now=now_of(request))).services
+
+
+def form_page(
+    request: Request,
+    template: str,
+    context: dict[str, Any],
+    problems: dict[str, Problem] | None = None,
+    *,
+    status: int = 200,
+) -> Response:
+    """An admin page with a form: ``context``, each field's problem, and the ``done`` note
+    a redirect after a change leaves in the query."""
+    full = {**context, "problems": problems or {}, "done": request.query_params.get("done", "")}
+    return render(request, template, full, status=status)

@@ -27,6 +27,7 @@ from .common import (
     Invalid,
     Problem,
     all_offices,
+    form_page,
     form_values,
     office_of,
     see_other,
@@ -127,10 +128,8 @@ async def _office_page(
             sid: sum(len(x) for x in line.values()) for sid, line in snapshot.lines.items()
         },
         "values": values or _office_values(office),
-        "problems": problems or {},
-        "done": request.query_params.get("done", ""),
     }
-    return render(request, "admin/office.html", context, status=status)
+    return form_page(request, "admin/office.html", context, problems, status=status)
 
 
 async def office_page(request: Request) -> Response:
@@ -265,11 +264,9 @@ def _service_form(
         "office": office,
         "service": service,
         "values": values,
-        "problems": problems or {},
         "error": error,
-        "done": request.query_params.get("done", ""),
     }
-    return render(request, "admin/service.html", context, status=status)
+    return form_page(request, "admin/service.html", context, problems, status=status)
 
 
 async def new_service(request: Request) -> Response:
@@ -389,11 +386,9 @@ async def _counter_form(
             for s in sorted(snapshot.services.values(), key=lambda s: s.prefix)
         ],
         "values": values,
-        "problems": problems or {},
         "error": error,
-        "done": request.query_params.get("done", ""),
     }
-    return render(request, "admin/counter.html", context, status=status)
+    return form_page(request, "admin/counter.html", context, problems, status=status)
 
 
 def _read_counter(form: Form, new: bool, services: list[str]) -> tuple[str, str, tuple[str, ...]]:
