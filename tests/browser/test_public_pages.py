@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 
 from madoguchi.queue.tickets import QueueClient
 from madoguchi.settings import Settings
+from madoguchi.web import i18n
 
 from .conftest import LiveServer, Restartable, assert_accessible, run_async
 from conftest import T0
@@ -96,16 +97,17 @@ def test_the_congestion_page_updates_live_when_a_ticket_is_taken(
         context.close()
 
 
-@pytest.mark.parametrize("lang", ["ja", "en"])
+@pytest.mark.parametrize("language", i18n.LANGUAGES, ids=lambda language: language.code)
 def test_every_public_information_page_is_accessible(
-    context: BrowserContext, settings: Settings, lang: str
+    context: BrowserContext, settings: Settings, language: i18n.Language
 ) -> None:
+    lang = language.code
     queue_do(settings, lambda q: q.issue(OFFICE, "moving", now=T0))
     page = context.new_page()
-    for path in ("/", f"/o/{OFFICE}/busy", "/open/", "/o/nowhere/busy"):
+    for path in ("/", f"/o/{OFFICE}/busy", "/open/", "/o/nowhere/busy", f"/o/{OFFICE}/board"):
         page.goto(f"{path}?lang={lang}")
-        expect(page.locator("html")).to_have_attribute("lang", lang)
-        expect(page.get_by_role("heading", level=1)).to_be_visible()
+        expect(page.locator("html")).to_have_attribute("lang", language.tag)
+        expect(page.get_by_role("heading", level=1)).to_be_attached()
         assert_accessible(page)
     page.set_viewport_size(PHONE)
     page.goto(f"/?lang={lang}")
