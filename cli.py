@@ -403,13 +403,14 @@ def _print_welcome(settings: Settings, redis_url: str, *, with_demo: bool) -> No
     base = f"http://{f'[{host}]' if ':' in host else host}:{settings.port}"
     lines = [
         f"Madoguchi is running at {base}",
+        f"  waits now:      {base}/  (open data: {base}/open/)",
         f"  offices:        {base}/api/v1/offices",
         f"  API reference:  {base}/api/v1/openapi.json",
         f"  metrics:        {base}/metrics",
         f"  Redis:          {_redacted(redis_url)}",
     ]
     if with_demo:
-        lines[2:2] = [f"  one office:     {base}/api/v1/offices/kokurakita"]
+        lines[3:3] = [f"  one office:     {base}/api/v1/offices/kokurakita"]
         lines += [
             "",
             f"Staff sign-in at {base}/staff/signin (demo accounts only: "
@@ -422,6 +423,8 @@ def _print_welcome(settings: Settings, redis_url: str, *, with_demo: bool) -> No
             "",
             "Take a ticket at 小倉北区役所 on a phone (its entrance poster: add /poster):",
             f"  {base}/o/kokurakita",
+            f"its lobby board: {base}/o/kokurakita/board; appointments: "
+            f"{base}/o/kokurakita/appointments",
             "or through the API:",
             f"  curl -X POST {base}/api/v1/offices/kokurakita/tickets "
             "-H 'Content-Type: application/json' "
