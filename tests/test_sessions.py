@@ -570,3 +570,15 @@ async def test_a_change_nobody_announced_is_seen_within_the_cache_seconds(
         assert await _status_at(quick, session.id) == 200
         await aredis.delete(keys.staff_account("clerk"))  # by hand, unannounced
         assert await _refused_soon(quick, session.id, seconds=2) >= 0
+
+
+async def test_a_process_lets_go_of_sessions_it_remembered_once_out_of_date(
+    other_process: Starlette, aredis: Redis, office: Office
+) -> None:
+    await make_account(aredis, "clerk")
+    session = await store(other_process).create("clerk", now=T0)
+    assert await _status_at(other_process, session.id) == 200
+    cache = other_process.state.staff_cache
+    assert cache.get(session.id, T0) is not None
+    assert cache.get(session.id, T0 + 61) is None  # a minute on: out of date
+    assert cache.get(session.id, T0) is None  # and forgotten, not merely hidden

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from datetime import datetime
 from typing import Any
 
@@ -9,16 +10,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from ..queue import keys
-from ..queue.exceptions import NotFound, QueueError
+from ..queue.exceptions import NotFound
 from ..queue.model import CancelReason, Channel, Ticket
-from ..queue.tickets import TICKET_ID
+from ..queue.tickets import TICKET_ID, Issued
 from . import views
 from .auth import require_staff, staff_of
 from .bodies import get, maybe, need, only, read_json
 from .exceptions import Forbidden, TooManyRequests, Unprocessable
 from .openapi import document
-from .residents.guard import count_ticket
+from .residents.guard import issue_within_limits
 from .state import now_of, path_slug, queue_of, waits_of
 
 #: What a resident may take without staff: a ticket on the web. (Kiosks issue through
@@ -108,27 +108,9 @@ async def take_ticket(request: Request) -> JSONResponse:
         # Priority, appointments and reception tickets are given by staff.
         actor = await require_staff(request, office)
     known = await queue_of(request).office(office)
-    allowance = None
-    if actor == "resident" and not (
-        key and await request.app.state.redis.exists(keys.idempotency(office, key))
-    ):
-        # The same daily limit as the office's web page, by address (an API client has
-        # no phone cookie); a retried request with its idempotency key is not counted.
-        address = request.client.host if request.client else ""
-        allowance = await count_ticket(
-            request.app.state.redis,
-            device=f"api:{address}",
-            address=address,
-            day=known.day(now_of(request)),
-            per_device=request.app.state.settings.web_tickets_per_address,
-            per_address=request.app.state.settings.web_tickets_per_address,
-        )
-        if allowance is None:
-            raise TooManyRequests(
-                "too many tickets from this address today; please ask at the office"
-            )
-    try:
-        issued = await queue_of(request).issue(
+
+    def issue() -> Awaitable[Issued]:
+        return queue_of(request).issue(
             office,
             service,
             now=now_of(request),
@@ -138,12 +120,30 @@ async def take_ticket(request: Request) -> JSONResponse:
             idempotency_key=key,
             actor=actor,
         )
-    except QueueError:
-        if allowance is not None:
-            await allowance.release()
-        raise
-    if issued.replayed and allowance is not None:
-        await allowance.release()
+
+    if actor == "resident":
+        # The same daily limit as the office's web page, by address (an API client has
+        # no phone cookie).
+        address = request.client.host if request.client else ""
+        per_address = request.app.state.settings.web_tickets_per_address
+        found = await issue_within_limits(
+            request.app.state.redis,
+            issue,
+            office=office,
+            key=key,
+            device=f"api:{address}",
+            address=address,
+            day=known.day(now_of(request)),
+            per_device=per_address,
+            per_address=per_address,
+        )
+        if found is None:
+            raise TooManyRequests(
+                "too many tickets from this address today; please ask at the office"
+            )
+        issued = found
+    else:
+        issued = await issue()
     return await _ticket_response(
         request,
         office,

@@ -189,6 +189,10 @@ def clear_session_cookie(response: Response, connection: HTTPConnection) -> None
     )
 
 
+#: Sessions a process remembers at most (a bound, far above any office's staff).
+MAX_REMEMBERED = 10_000
+
+
 class StaffCache:
     """Who each session is, remembered by this process for a moment.
 
@@ -231,11 +235,16 @@ class StaffCache:
         staff, at, checked = found
         if time.monotonic() - at < self.seconds and 0 <= now - checked < self.seconds:
             return staff
+        # Out of date: gone, so that sessions nobody uses any more do not pile up.
+        del self._staff[session]
+        self._sessions_of.get(staff.account.username, set()).discard(session)
         return None
 
     def put(self, staff: Staff, now: float) -> None:
         if not self._listening:
             return
+        if len(self._staff) >= MAX_REMEMBERED:
+            self._forget_all()
         self._staff[staff.session.id] = (staff, time.monotonic(), now)
         self._sessions_of.setdefault(staff.account.username, set()).add(staff.session.id)
 
@@ -258,8 +267,6 @@ class StaffCache:
                     async for message in pubsub.listen():
                         if message["type"] == "message":
                             self.forget(text(message["data"]))
-                        elif len(self._staff) > 10_000:
-                            self._forget_all()
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 log.warning("staff changes: subscription lost (%s); retrying", exc)
             finally:

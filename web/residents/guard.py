@@ -15,11 +15,13 @@ paths and are never counted.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
 from ...queue import keys
+from ...queue.tickets import Issued
 from ..security import TokenCookie
 
 SECURE_COOKIE = "__Host-madoguchi-resident"
@@ -89,3 +91,42 @@ async def count_ticket(
         await allowance.release()
         return None
     return allowance
+
+
+async def issue_within_limits(
+    redis: Redis,
+    issue: Callable[[], Awaitable[Issued]],
+    *,
+    office: str,
+    key: str | None,
+    device: str,
+    address: str,
+    day: str,
+    per_device: int,
+    per_address: int,
+) -> Issued | None:
+    """Run ``issue`` if the phone and the address are within their daily limits, counting
+    the ticket; ``None`` (nothing issued) when either is at its limit. A retry with the
+    same idempotency ``key`` gets its ticket without being counted again, and a refused
+    issue (its error goes on up) is not counted."""
+    allowance = None
+    if not (key and await redis.exists(keys.idempotency(office, key))):
+        allowance = await count_ticket(
+            redis,
+            device=device,
+            address=address,
+            day=day,
+            per_device=per_device,
+            per_address=per_address,
+        )
+        if allowance is None:
+            return None
+    try:
+        issued = await issue()
+    except BaseException:
+        if allowance is not None:
+            await allowance.release()
+        raise
+    if issued.replayed and allowance is not None:
+        await allowance.release()
+    return issued

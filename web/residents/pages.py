@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +27,6 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from ...queue import keys
 from ...queue.exceptions import NotFound, QueueError, Unavailable
 from ...queue.keys import SLUG
 from ...queue.model import (
@@ -41,7 +40,7 @@ from ...queue.model import (
     Ticket,
     TicketStatus,
 )
-from ...queue.tickets import IDEMPOTENCY_KEY, TOKEN
+from ...queue.tickets import IDEMPOTENCY_KEY, TOKEN, Issued
 from ...queue.waits import Board
 from .. import notifications
 from ..exceptions import HTTPError
@@ -214,38 +213,33 @@ async def take_ticket(request: Request) -> Response:
 
 
 async def _issue(request: Request, office: Office, service: str, key: str) -> Response:
-    queue = queue_of(request)
-    redis = request.app.state.redis
     settings = request.app.state.settings
     now = now_of(request)
     device = guard.device_token(request)
-    allowance = None
-    # A resubmitted form returns its ticket: it is not counted again.
-    if not await redis.exists(keys.idempotency(office.id, key)):
-        allowance = await guard.count_ticket(
-            redis,
+
+    def issue() -> Awaitable[Issued]:
+        return queue_of(request).issue(
+            office.id, service, now=now, channel=Channel.WEB, idempotency_key=key, actor="resident"
+        )
+
+    try:
+        issued = await guard.issue_within_limits(
+            request.app.state.redis,
+            issue,
+            office=office.id,
+            key=key,
             device=device,
             address=request.client.host if request.client else "",
             day=office.day(now),
             per_device=settings.web_tickets_per_device,
             per_address=settings.web_tickets_per_address,
         )
-        if allowance is None:
-            return await _office_form(request, office, error="too_many", chosen=service)
-    try:
-        issued = await queue.issue(
-            office.id, service, now=now, channel=Channel.WEB, idempotency_key=key, actor="resident"
-        )
     except Unavailable:
-        if allowance is not None:
-            await allowance.release()
         return await _office_form(request, office, error="service_closed", chosen=service)
     except QueueError:
-        if allowance is not None:
-            await allowance.release()
         return await _office_form(request, office, error="no_service", chosen=service)
-    if issued.replayed and allowance is not None:
-        await allowance.release()
+    if issued is None:
+        return await _office_form(request, office, error="too_many", chosen=service)
     response = RedirectResponse(f"/o/{office.id}/t/{issued.ticket.token}", status_code=303)
     return _with_device(request, response, device)
 
