@@ -257,7 +257,10 @@ def test_a_kiosk_of_another_office_cannot_take_tickets_here(
     in_redis(settings, seed)
     ours = kiosk_context(browser, server.url, enroll(settings, KIOSK))
     page = ours.new_page()
-    page.goto("/kiosk/tickets")
+    # The page's first health report (which renews the device cookie) lands before the
+    # cookie is swapped below, so that it cannot put kokurakita's cookie back.
+    with page.expect_response(lambda answer: answer.url.endswith("/kiosk/api/health")):
+        page.goto("/kiosk/tickets")
     # The screen of kokurakita's kiosk, with the device cookie of moji's.
     other = enroll(settings, Kiosk(**{**KIOSK.__dict__, "id": "dairi", "office": "moji"}))
     ours.add_cookies([{"name": PLAIN_KIOSK_COOKIE, "value": other, "url": server.url}])
