@@ -198,7 +198,7 @@ class Estimator:
         )
         leave_rate = (day.get("leaves", 0.0) + 1.0) / (exposure + PATIENCE_PRIOR_SECONDS)
         servers: list[tuple[str, tuple[str, ...], float | None, str | None]] = []
-        for counter in snapshot.counters:
+        for counter in (*snapshot.counters, *snapshot.desks):
             if counter.state is not CounterState.OPEN:
                 continue
             held = snapshot.held.get(counter.id)

@@ -268,3 +268,60 @@ def calls_due(office: str) -> str:
 def kiosk_call(office: str, kiosk_id: str) -> str:
     """The consultation a kiosk has open (one at a time), by its ticket id."""
     return office_prefix(office) + f"kiosk-call:{kiosk_id}"
+
+
+def specialist_call(office: str, username: str) -> str:
+    """The consultation a specialist accepted last, by its ticket id (the accept script
+    refuses another while that one still rings or runs)."""
+    return office_prefix(office) + f"specialist-call:{username}"
+
+
+def guest_call(office: str, username: str) -> str:
+    """The consultation a staff member was last invited into, by its ticket id."""
+    return office_prefix(office) + f"guest-call:{username}"
+
+
+def presence(office: str, username: str) -> str:
+    """A specialist's presence at the office (available, busy or away) and until when it
+    holds; it expires unless the console refreshes it."""
+    return office_prefix(office) + f"presence:{username}"
+
+
+def forms(office: str) -> str:
+    """The office's forms library: form id → its title, pages and upload (JSON)."""
+    return office_prefix(office) + "forms"
+
+
+def form_pdf(office: str, form_id: str) -> str:
+    """A form's PDF, base64."""
+    return office_prefix(office) + f"form:{form_id}:pdf"
+
+
+def form_pages(office: str, form_id: str) -> str:
+    """A form's pages rendered as PNG (base64), by page number from 1."""
+    return office_prefix(office) + f"form:{form_id}:pages"
+
+
+def kiosk_probe(kiosk_id: str) -> str:
+    """Set while a kiosk is asked to run the camera probe (by an admin or the schedule)."""
+    return f"mg:kiosk:{kiosk_id}:probe"
+
+
+#: The set of every web process's switchboard id (not tagged: an index, never in a script).
+SWITCHBOARDS = "mg:switchboards"
+
+
+def switchboard_lease(board: str) -> str:
+    """A web process's lease on its signaling connections; it expires when the process dies."""
+    return f"mg:switchboard:{board}:lease"
+
+
+def switchboard_held(board: str) -> str:
+    """The signaling connections a web process holds: ``<office> <ticket> <connection>``."""
+    return f"mg:switchboard:{board}:held"
+
+
+def desks(office: str) -> str:
+    """The specialists present for remote services at the office, the estimator's servers
+    for them: username → ``"<services> <until>"`` (``snapshot.lua`` reads it)."""
+    return office_prefix(office) + "desks"

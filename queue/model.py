@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import functools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -329,8 +329,12 @@ class Snapshot:
     #: Per service, recent service times in seconds, newest first.
     history: dict[str, list[float]]
     counters: list[Counter]
-    #: The ticket each counter holds, by counter id.
+    #: The ticket each counter (or desk) holds, by counter id.
     held: dict[str, Ticket]
     day: dict[str, float]
     last_event: str
     at: float
+    #: Specialists present for remote services, as the estimator's servers: each an
+    #: open "counter" ``desk:<username>`` serving their remote services, holding the
+    #: consultation they are in. Not counters: no view lists them.
+    desks: list[Counter] = field(default_factory=list)

@@ -90,6 +90,10 @@ def _pairs(flat: Any) -> list[tuple[str, float]]:
     return [(items[i], float(items[i + 1])) for i in range(0, len(items), 2)]
 
 
+class _Expired(Exception):
+    """A queue script's round trip outlived ``SCRIPT_TIMEOUT``."""
+
+
 class QueueClient:
     """Runs the queue scripts for any office on one Redis connection pool."""
 
@@ -122,25 +126,74 @@ class QueueClient:
         key = keys.office(office)
         arguments = [repr(float(now)), actor, day, *args]
         try:
-            # One deadline for the whole operation instead of redis-py's socket_timeout,
-            # which wraps every write in asyncio.wait_for (a Task per command).
-            async with asyncio.timeout(SCRIPT_TIMEOUT):
-                try:
-                    # EVALSHA directly: calling the AsyncScript costs an import and a slow
-                    # isinstance check against redis-py's Protocol-based classes every call.
-                    raw = await self.redis.evalsha(script.sha, 1, key, *arguments)
-                except NoScriptError:
-                    # Redis restarted, or its script cache was flushed: load and run.
-                    raw = await script(keys=[key], args=arguments)
-        except TimeoutError as exc:
+            raw = await self._evalsha(script, key, arguments)
+        except _Expired:
             raise RedisTimeoutError(
                 f"redis did not run {name} for office {office} within {SCRIPT_TIMEOUT} s"
-            ) from exc
+            ) from None
         result = json.loads(raw)
         if "error" in result:
             error = result["error"]
             raise errors.get(error["code"], QueueError)(error["message"])
         return result
+
+    async def _evalsha(self, script: AsyncScript, key: str, arguments: list[str]) -> Any:
+        """Run ``script`` within one deadline for the whole operation (``SCRIPT_TIMEOUT``).
+
+        Past it, raises :class:`_Expired`. A timer that cancels the task costs a fraction of
+        ``asyncio.timeout`` on every operation; redis-py's ``socket_timeout`` would wrap each
+        command in a timeout of its own.
+        """
+        task = asyncio.current_task()
+        assert task is not None
+        cancelling = task.cancelling()
+        expired = False
+
+        def expire() -> None:
+            nonlocal expired
+            expired = True
+            task.cancel()
+
+        timer = asyncio.get_running_loop().call_later(SCRIPT_TIMEOUT, expire)
+        try:
+            try:
+                return await self._send_evalsha(script.sha, key, arguments)
+            except NoScriptError:
+                # Redis restarted, or its script cache was flushed: load and run.
+                return await script(keys=[key], args=arguments)
+        except asyncio.CancelledError:
+            if expired and task.uncancel() <= cancelling:
+                raise _Expired from None
+            raise
+        finally:
+            timer.cancel()
+
+    async def _send_evalsha(self, sha: str, key: str, arguments: list[str]) -> Any:
+        """EVALSHA on a connection of the pool, sent and read directly.
+
+        This is every operation's path, so it is kept short: redis-py's command path (its
+        retry wrapper, argument checks and observability hooks) costs about as much CPU
+        as the round trip itself. Its retry policy is kept: a connection Redis dropped is
+        reconnected and the command sent again, as the client's ``retry`` says.
+        """
+        redis = self.redis
+        if redis.single_connection_client:
+            # One connection for every user, which redis-py serialises: let it.
+            return await redis.evalsha(sha, 1, key, *arguments)
+        pool = redis.connection_pool
+        connection = await pool.get_connection()  # type: ignore[no-untyped-call]  # untyped in redis-py
+
+        async def attempt() -> Any:
+            await connection.send_command("EVALSHA", sha, 1, key, *arguments)
+            return await connection.read_response()
+
+        async def failed(error: Exception) -> None:
+            await connection.disconnect()
+
+        try:
+            return await connection.retry.call_with_retry(attempt, failed)
+        finally:
+            await pool.release(connection)
 
     # -- offices and services ---------------------------------------------------------
 
@@ -408,9 +461,10 @@ class QueueClient:
             for s in sorted(_lists(raw["services"]), key=lambda s: str(s["id"]))
         }
         counters = [Counter.from_redis(c) for c in _lists(raw["counters"])]
+        desks = [Counter.from_redis(d) for d in _lists(raw.get("desks"))]
         held = {
             c["id"]: Ticket.from_redis(c["ticket"])
-            for c in _lists(raw["counters"])
+            for c in (*_lists(raw["counters"]), *_lists(raw.get("desks")))
             if isinstance(c.get("ticket"), dict)
         }
         lines = {
@@ -431,6 +485,7 @@ class QueueClient:
             day=day,
             last_event=raw["last_event"],
             at=now,
+            desks=sorted(desks, key=lambda d: d.id),
         )
 
 

@@ -309,12 +309,12 @@ async def test_a_service_held_at_a_counter_cannot_be_deleted(
     http: httpx.AsyncClient, app: Starlette, admin: str
 ) -> None:
     queue = app.state.queue
-    await queue.issue("kokurakita", "care", now=T0)
-    await queue.open_counter("kokurakita", "c1", ["care"], now=T0)
+    await queue.issue("kokurakita", "moving", now=T0)
+    await queue.open_counter("kokurakita", "c1", ["moving"], now=T0)
     await queue.call_next("kokurakita", "c1", now=T0 + 1)
-    await queue.put_counter("kokurakita", "c1", ["moving"], now=T0 + 2)
-    assert 'counter "c1" holds ticket C-001' in await refusal(
-        http, 409, "/admin/offices/kokurakita/services/care/delete", data={"csrf": admin}
+    await queue.put_counter("kokurakita", "c1", ["certs"], now=T0 + 2)
+    assert 'counter "c1" holds ticket B-001' in await refusal(
+        http, 409, "/admin/offices/kokurakita/services/moving/delete", data={"csrf": admin}
     )
 
 
@@ -341,7 +341,7 @@ async def test_counters_are_created_closed_edited_and_deleted(
         http,
         409,
         "/admin/offices/kokurakita/counters",
-        data={"csrf": admin, "id": "window-3", "name": "Other", "services": ["care"]},
+        data={"csrf": admin, "id": "window-3", "name": "Other", "services": ["certs"]},
     )
     assert "Choose at least one for “Services it serves”." in await refusal(
         http,
@@ -358,11 +358,22 @@ async def test_counters_are_created_closed_edited_and_deleted(
     await queue.open_counter("kokurakita", "window-3", now=T0)
     edited = await http.post(
         "/admin/offices/kokurakita/counters/window-3",
-        data={"csrf": admin, "name": "Window 3", "services": ["care"]},
+        data={"csrf": admin, "name": "Window 3", "services": ["moving"]},
     )
     assert edited.status_code == 303
     counter = (await queue.snapshot("kokurakita", now=T0)).counters[0]
-    assert (counter.name, counter.state.value, counter.services) == ("Window 3", "open", ("care",))
+    assert (counter.name, counter.state.value, counter.services) == (
+        "Window 3",
+        "open",
+        ("moving",),
+    )
+    # A remote service is not among a counter's choices: specialists take it.
+    assert "“care” is not one of the choices" in await refusal(
+        http,
+        422,
+        "/admin/offices/kokurakita/counters/window-3",
+        data={"csrf": admin, "name": "Window 3", "services": ["care"]},
+    )
     assert "is open, not closed" in await refusal(
         http, 409, "/admin/offices/kokurakita/counters/window-3/delete", data={"csrf": admin}
     )

@@ -18,7 +18,7 @@ async def test_every_key_written_is_one_keys_py_builds(
     await queue.open_counter(o, "c1", ["certs", "moving"], now=T0)
     first = (await queue.issue(o, "certs", now=T0, idempotency_key="k-1")).ticket
     second = (await queue.issue(o, "moving", now=T0 + 1, priority=True)).ticket
-    third = (await queue.issue(o, "care", now=T0 + 2, appointment_at=T0 + 3600)).ticket
+    third = (await queue.issue(o, "moving", now=T0 + 2, appointment_at=T0 + 3600)).ticket
     fourth = (await queue.issue(o, "certs", now=T0 + 3)).ticket
     await queue.call_next(o, "c1", now=T0 + 5)
     await queue.start(o, second.id, now=T0 + 6)
@@ -37,11 +37,11 @@ async def test_every_key_written_is_one_keys_py_builds(
         keys.day_stats(o, day),
         keys.contact(o, third.id),
         keys.line(o, "certs", "regular"),
-        keys.line(o, "care", "appt"),
+        keys.line(o, "moving", "appt"),
         *(keys.service(o, s) for s in ("certs", "moving", "care")),
         *(keys.ticket(o, t.id) for t in (first, second, third, fourth)),
         *(keys.token(o, t.token) for t in (first, second, third, fourth)),
-        *(f"{keys.office_prefix(o)}seq:{day}:{s}" for s in ("certs", "moving", "care")),
+        *(f"{keys.office_prefix(o)}seq:{day}:{s}" for s in ("certs", "moving")),
         f"{keys.office_prefix(o)}ticket_seq",
     }
     found = {k for k in await aredis.keys("*") if k != keys.OFFICES}

@@ -34,6 +34,8 @@ from conftest import OFFICE, T0
 #: Midnight between 2026-11-26 and 2026-11-27 in Tokyo (15:00 UTC on the 26th).
 TOKYO_MIDNIGHT = T0 + 15 * 3600
 ARCHIVE = Service("archive", "D", "閉架", "Archive", active=False)
+#: An in-person service no counter of the fixtures serves (``care`` is a remote one).
+TAX = Service("tax", "E", "税", "Local tax", default_seconds=300)
 
 Collect = Callable[[int], Awaitable[list[str]]]
 
@@ -88,6 +90,13 @@ async def counter(queue: QueueClient, office: Office) -> str:
     """Counter ``c1``, open for certificates and moving."""
     await queue.open_counter(office.id, "c1", ["certs", "moving"], now=T0)
     return "c1"
+
+
+@pytest.fixture
+async def tax(queue: QueueClient, office: Office) -> str:
+    """A third in-person service, ``tax``, that counter ``c1`` does not serve."""
+    await queue.put_service(office.id, TAX, now=T0)
+    return TAX.id
 
 
 async def ticket_in(queue: QueueClient, status: TicketStatus, counter: str) -> Ticket:
@@ -219,9 +228,9 @@ async def test_idempotency_keys_are_checked(queue: QueueClient, office: Office) 
 
 
 async def test_call_next_with_no_one_waiting_returns_none_and_records_nothing(
-    queue: QueueClient, counter: str, aredis: AsyncRedis
+    queue: QueueClient, counter: str, aredis: AsyncRedis, tax: str
 ) -> None:
-    await issue(queue, "care")  # a service the counter does not serve
+    await issue(queue, tax)  # a service the counter does not serve
     before = await events(aredis)
 
     assert await queue.call_next(OFFICE.id, counter, now=T0) is None
@@ -229,9 +238,9 @@ async def test_call_next_with_no_one_waiting_returns_none_and_records_nothing(
 
 
 async def test_call_next_takes_the_longest_wait_across_the_counters_services(
-    queue: QueueClient, counter: str
+    queue: QueueClient, counter: str, tax: str
 ) -> None:
-    care = await issue(queue, "care", now=T0)
+    care = await issue(queue, tax, now=T0)
     moving = await issue(queue, "moving", now=T0 + 10)
     certs = await issue(queue, "certs", now=T0 + 20)
     later_moving = await issue(queue, "moving", now=T0 + 30)
@@ -378,10 +387,12 @@ async def test_closing_a_counter_resets_its_priority_streak(
     assert await call_and_release(queue, counter) == regular.number
 
 
-async def test_a_counter_calls_only_its_own_services(queue: QueueClient, office: Office) -> None:
+async def test_a_counter_calls_only_its_own_services(
+    queue: QueueClient, office: Office, tax: str
+) -> None:
     await queue.open_counter(office.id, "c1", ["certs"], now=T0)
-    await queue.open_counter(office.id, "c2", ["care"], now=T0)
-    care = await issue(queue, "care", now=T0)
+    await queue.open_counter(office.id, "c2", [tax], now=T0)
+    care = await issue(queue, tax, now=T0)
     certs = await issue(queue, "certs", now=T0 + 1)
 
     assert (await call(queue, "c1")).id == certs.id
@@ -502,24 +513,24 @@ async def test_a_transferred_ticket_keeps_its_place_by_issue_time(
 
 
 async def test_transferring_a_called_ticket_frees_the_counter(
-    queue: QueueClient, office: Office, counter: str
+    queue: QueueClient, office: Office, counter: str, tax: str
 ) -> None:
     ticket = await issue(queue, "certs", now=T0)
     following = await issue(queue, "certs", now=T0 + 1)
     await call(queue, counter, now=T0 + 5)
     await queue.start(office.id, ticket.id, now=T0 + 6)
 
-    moved = await queue.transfer(office.id, ticket.id, "care", now=T0 + 100)
+    moved = await queue.transfer(office.id, ticket.id, tax, now=T0 + 100)
 
     assert (moved.status, moved.service, moved.counter, moved.called_at, moved.started_at) == (
         TicketStatus.WAITING,
-        "care",
+        tax,
         None,
         None,
         None,
     )
     assert (await call(queue, counter, now=T0 + 101)).id == following.id
-    await queue.open_counter(office.id, "c2", ["care"], now=T0)
+    await queue.open_counter(office.id, "c2", [tax], now=T0)
     assert (await call(queue, "c2", now=T0 + 102)).id == ticket.id
 
 
@@ -609,11 +620,13 @@ async def test_every_operation_refuses_an_unknown_ticket(
 # -- counters ------------------------------------------------------------------------------
 
 
-async def test_opening_pausing_and_closing_a_counter(queue: QueueClient, office: Office) -> None:
+async def test_opening_pausing_and_closing_a_counter(
+    queue: QueueClient, office: Office, tax: str
+) -> None:
     opened = await queue.open_counter(office.id, "c1", ["certs", "moving"], now=T0, name="窓口1")
     paused = await queue.pause_counter(office.id, "c1", now=T0 + 1)
     resumed = await queue.open_counter(office.id, "c1", now=T0 + 2)
-    changed = await queue.open_counter(office.id, "c1", ["care"], now=T0 + 3)
+    changed = await queue.open_counter(office.id, "c1", [tax], now=T0 + 3)
     closed = await queue.close_counter(office.id, "c1", now=T0 + 4)
     reopened = await queue.open_counter(office.id, "c1", now=T0 + 5)
 
@@ -625,11 +638,11 @@ async def test_opening_pausing_and_closing_a_counter(queue: QueueClient, office:
     )
     assert paused.state is CounterState.PAUSED
     assert (resumed.state, resumed.services) == (CounterState.OPEN, ("certs", "moving"))
-    assert changed.services == ("care",)
-    assert (closed.state, closed.services) == (CounterState.CLOSED, ("care",))
+    assert changed.services == (tax,)
+    assert (closed.state, closed.services) == (CounterState.CLOSED, (tax,))
     assert (reopened.state, reopened.services, reopened.name) == (
         CounterState.OPEN,
-        ("care",),
+        (tax,),
         "窓口1",
     )
 
@@ -641,6 +654,28 @@ async def test_a_counter_needs_known_services_to_open(queue: QueueClient, office
         await queue.open_counter(office.id, "c9", ["certs", "passport"], now=T0)
     with pytest.raises(NotFound, match='counter "c9" does not exist'):
         await queue.call_next(office.id, "c9", now=T0)
+
+
+async def test_remote_consultations_never_reach_a_counter(
+    queue: QueueClient, office: Office, counter: str, aredis: AsyncRedis
+) -> None:
+    """``care`` is a remote service: specialists take it in the consultation console, a
+    kiosk raises it; a counter may neither serve it nor be handed one of its tickets."""
+    ticket = await issue(queue, "certs", now=T0)
+    before = await events(aredis)
+
+    with pytest.raises(InvalidInput, match='"care" is a remote consultation: it is raised from'):
+        await queue.issue(office.id, "care", now=T0)
+    with pytest.raises(InvalidInput, match='"care" is a remote consultation: specialists take'):
+        await queue.open_counter(office.id, "c2", ["certs", "care"], now=T0)
+    with pytest.raises(InvalidInput, match='"care" is a remote consultation: specialists take'):
+        await queue.put_counter(office.id, counter, ["care"], now=T0)
+    with pytest.raises(InvalidInput, match="transferred within its call, not at a counter"):
+        await queue.transfer(office.id, ticket.id, "care", now=T0)
+
+    assert await events(aredis) == before
+    counters = (await queue.snapshot(office.id, now=T0)).counters
+    assert [(c.id, c.services) for c in counters] == [(counter, ("certs", "moving"))]
 
 
 @pytest.mark.parametrize("state", ["paused", "closed"])

@@ -25,7 +25,7 @@ from starlette.applications import Starlette
 from madoguchi.queue import keys
 from madoguchi.queue.estimator import Estimates, Estimator
 from madoguchi.queue.jobs import job_queue, roll_up_day, roll_up_past_days
-from madoguchi.queue.model import CancelReason, Estimate, Office, Snapshot
+from madoguchi.queue.model import CancelReason, Estimate, Office, Service, Snapshot
 from madoguchi.queue.replay import Outcome, Row, Trace, load_trace, replay
 from madoguchi.queue.statistics import (
     GRACE_SECONDS,
@@ -186,13 +186,18 @@ async def test_a_service_target_is_its_first_band(queue: QueueClient) -> None:
 # -- what counts where, worked by hand --------------------------------------------------------
 
 
+#: An in-person service of the hand-worked day (the fixtures' ``care`` is remote).
+TAX = Service("tax", "E", "税", "Local tax", default_seconds=300)
+
+
 async def hand_day(queue: QueueClient) -> None:
     """A day at ``kokurakita`` (T0 is 09:00 in Tokyo), in time order."""
     o = OFFICE.id
-    await queue.open_counter(o, "c1", ["certs", "moving", "care"], now=T0)
+    await queue.put_service(o, TAX, now=T0)
+    await queue.open_counter(o, "c1", ["certs", "moving", "tax"], now=T0)
     a = (await queue.issue(o, "certs", now=T0)).ticket
     b = (await queue.issue(o, "certs", now=T0 + 60)).ticket
-    await queue.issue(o, "care", now=T0 + 100, appointment_at=T0 + 7200)  # f
+    await queue.issue(o, "tax", now=T0 + 100, appointment_at=T0 + 7200)  # f
     await queue.issue(o, "certs", now=T0 + 120, appointment_at=T0 + 3 * DAY)  # g, booked ahead
     assert (await queue.call_next(o, "c1", now=T0 + 300)).id == a.id  # type: ignore[union-attr]
     await queue.start(o, a.id, now=T0 + 310)
@@ -207,7 +212,7 @@ async def hand_day(queue: QueueClient) -> None:
     await queue.cancel(o, d.id, now=T0 + 4000, reason=CancelReason.ABANDONED)
     called = await queue.call_next(o, "c1", now=T0 + 7500)  # f: its appointment is due
     assert called is not None
-    assert called.service == "care"
+    assert called.service == "tax"
 
 
 def tally(issued: int, **fields: object) -> Tally:
@@ -222,7 +227,7 @@ async def test_what_counts_where(queue: QueueClient, office: Office) -> None:
         # a served (waited 300 s, served 300 s), b a no-show (waited 640 s), g booked ahead
         ("certs", 9): tally(3, served=1, no_show=1, waits=[300.0, 640.0], service_times=[300.0]),
         # f: called 300 s after its appointment, still at the counter
-        ("care", 9): tally(1, waits=[300.0]),
+        ("tax", 9): tally(1, waits=[300.0]),
         # c cancelled, d gave up
         ("moving", 10): tally(2, cancelled=1, abandoned=1),
         # e, transferred to moving, stays with certs; still waiting

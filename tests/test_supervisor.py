@@ -160,10 +160,16 @@ async def test_change_the_services_of_a_counter_keeps_its_state(
     await queue.pause_counter(OFFICE, "c2", now=T0)
     changed = await http.post(
         f"/staff/supervisor/{OFFICE}/counters/c2/services",
-        data={"csrf": boss, "services": ["moving", "care"]},
+        data={"csrf": boss, "services": ["moving", "certs"]},
     )
     assert changed.status_code == 303
-    assert (await counters(queue))["c2"] == ("paused", ("moving", "care"))
+    assert (await counters(queue))["c2"] == ("paused", ("moving", "certs"))
+    remote = await http.post(
+        f"/staff/supervisor/{OFFICE}/counters/c2/services",
+        data={"csrf": boss, "services": ["moving", "care"]},
+    )
+    assert remote.status_code == 422
+    assert '"care" is a remote consultation: specialists take it, not counters' in shown(remote)
     none = await http.post(f"/staff/supervisor/{OFFICE}/counters/c2/services", data={"csrf": boss})
     assert none.status_code == 422
     assert 'counter "c2" needs at least one service' in shown(none)
@@ -180,7 +186,7 @@ async def test_change_the_services_of_a_counter_keeps_its_state(
     )
     assert missing.status_code == 404
     assert "c9" not in await counters(queue)
-    assert (await counters(queue))["c2"] == ("paused", ("moving", "care"))
+    assert (await counters(queue))["c2"] == ("paused", ("moving", "certs"))
 
 
 async def test_a_counter_holding_a_ticket_cannot_be_closed(

@@ -157,6 +157,10 @@ local function need_ticket(o, allowed)
     return nil, fail('not_found', 'ticket "' .. string.gsub(ARGV[4], '^%a+:', '') ..
       '" does not exist at office "' .. o.id .. '"')
   end
+  if redis.call('EXISTS', P .. 'call:' .. t.id) == 1 then
+    return nil, fail('conflict', 'ticket ' .. t.number ..
+      ' is a remote consultation: it changes only through its call')
+  end
   for _, status in ipairs(allowed) do
     if t.status == status then return t, nil end
   end

@@ -4,6 +4,16 @@
 -- separated; [7] seconds the call may ring.
 local o = office()
 if o == nil then return no_office() end
+-- One call at a time: a specialist whose call still rings or runs may not take another.
+local mine = P .. 'specialist-call:' .. ARGV[5]
+local held = redis.call('GET', mine)
+if held then
+  local h = the_call(held)
+  if h ~= nil and h.specialist == ARGV[5] and LIVE[h.state] then
+    return fail('busy', 'you are already in consultation ' .. h.number .. ' (' .. h.state ..
+      '); end it before accepting another')
+  end
+end
 local serves = {}
 for _, sid in ipairs(split(ARGV[6])) do serves[sid] = true end
 if ARGV[4] == '' then
@@ -42,4 +52,5 @@ save(c, {specialist = ARGV[5], last_specialist = ARGV[5], specialist_conn = '', 
   guest_conn = '', accepted_at = NOW_S})
 due(c, NOW + tonumber(ARGV[7]))
 move(o, c, 'ringing', 'accepted')
+redis.call('SET', mine, c.ticket, 'EX', tonumber(o.ticket_ttl))
 return call_ok(c)

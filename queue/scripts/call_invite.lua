@@ -11,6 +11,7 @@ if ARGV[6] == c.specialist then
   return fail('invalid', '"' .. ARGV[6] .. '" is the specialist of consultation ' .. c.number)
 end
 save(c, {guest = ARGV[6], guest_conn = ''})
+redis.call('SET', P .. 'guest-call:' .. ARGV[6], c.ticket, 'EX', tonumber(o.ticket_ttl))
 emit(o, {type = 'consult_invited', call = call_id(c), ticket = c.ticket, number = c.number,
   service = c.service, specialist = c.specialist, guest = ARGV[6]})
 tell(c, state_message(c))

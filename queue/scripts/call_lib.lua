@@ -6,6 +6,8 @@
 -- ARGV[4] is the call's ticket id in every script but call_request.
 local DUE = P .. 'calls:due'
 local ROLES = {kiosk = true, specialist = true, guest = true}
+-- States in which a call holds its specialist (and its invited person).
+local LIVE = {ringing = true, connected = true, reconnecting = true}
 
 local function call_key(tid) return P .. 'call:' .. tid end
 

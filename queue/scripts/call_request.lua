@@ -16,7 +16,7 @@ if s ~= nil and s.mode ~= 'remote' then
   return fail('invalid', 'service "' .. sid .. '" is not a remote consultation')
 end
 local issued = cjson.decode(issue_ticket({ARGV[1], ARGV[2], ARGV[3], sid, 'kiosk', '0', '',
-  ARGV[6], ARGV[7], ARGV[8]}))
+  ARGV[6], ARGV[7], ARGV[8], 'consultation'}))
 if issued.error ~= nil then return cjson.encode(issued) end
 local t = issued.ticket
 local existing = the_call(t.id)

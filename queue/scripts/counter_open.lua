@@ -12,8 +12,12 @@ if csv == '' then
   csv = c.services
 end
 for _, sid in ipairs(split(csv)) do
-  if service(sid) == nil then
+  local s = service(sid)
+  if s == nil then
     return fail('not_found', 'service "' .. sid .. '" does not exist at office "' .. o.id .. '"')
+  end
+  if s.mode == 'remote' then
+    return fail('invalid', 'service "' .. sid .. '" is a remote consultation: specialists take it, not counters')
   end
 end
 local key = P .. 'counter:' .. cid

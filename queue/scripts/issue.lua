@@ -1,6 +1,8 @@
 -- Issue a ticket. ARGV[4] service, [5] channel, [6] priority "0"/"1",
 -- [7] appointment time or "", [8] idempotency key or "", [9] new token,
--- [10] request fingerprint (to refuse a key reused for a different request).
+-- [10] request fingerprint (to refuse a key reused for a different request), [11]
+-- "consultation" when a kiosk raises a consultation (call_request.lua): a remote service
+-- takes tickets only that way, each with its call.
 local o = office()
 if o == nil then return no_office() end
 local sid, channel, priority, appt, idem, token, fingerprint =
@@ -20,6 +22,9 @@ end
 local s = service(sid)
 if s == nil then return fail('not_found', 'service "' .. sid .. '" does not exist at office "' .. o.id .. '"') end
 if s.active ~= '1' then return fail('unavailable', 'service "' .. sid .. '" is not taking tickets now') end
+if s.mode == 'remote' and ARGV[11] ~= 'consultation' then
+  return fail('invalid', 'service "' .. sid .. '" is a remote consultation: it is raised from a kiosk')
+end
 local seq_key = P .. 'seq:' .. DAY .. ':' .. sid
 local n = redis.call('INCR', seq_key)
 redis.call('EXPIRE', seq_key, 3 * 86400)

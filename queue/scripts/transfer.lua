@@ -11,6 +11,9 @@ end
 local s = service(to)
 if s == nil then return fail('not_found', 'service "' .. to .. '" does not exist at office "' .. o.id .. '"') end
 if s.active ~= '1' then return fail('unavailable', 'service "' .. to .. '" is not taking tickets now') end
+if s.mode == 'remote' or service(t.service).mode == 'remote' then
+  return fail('invalid', 'a remote consultation is transferred within its call, not at a counter')
+end
 local from = t.service
 if t.status == 'waiting' then leave_line(t) else free_counter(t) end
 set_status(t, 'waiting', {service = to, counter = '', called_at = '', started_at = '',

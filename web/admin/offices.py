@@ -381,9 +381,11 @@ async def _counter_form(
         "staff": staff,
         "office": office,
         "counter": counter,
+        # A counter serves in-person services; specialists take remote ones.
         "choices": [
             (s.id, f"{s.prefix} {s.name_en}")
             for s in sorted(snapshot.services.values(), key=lambda s: s.prefix)
+            if s.mode is ServiceMode.IN_PERSON
         ],
         "values": values,
         "error": error,
@@ -425,7 +427,11 @@ async def _save_counter(request: Request, *, creating: bool) -> Response:
     else:
         counter_id = path_slug(request, "counter", "counter")
         values = form_values(form, "name") | {"id": counter_id, "services": form.all("services")}
-    services = list(await services_of(request, office.id))
+    services = [
+        s.id
+        for s in (await services_of(request, office.id)).values()
+        if s.mode is ServiceMode.IN_PERSON
+    ]
     try:
         read_id, name, chosen = _read_counter(form, creating, services)
         await queue_of(request).put_counter(
