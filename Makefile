@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 
-.PHONY: demo serve test lint typecheck pytest bench bench-fanout clean messages
+.PHONY: demo serve test lint typecheck pytest bench bench-fanout bench-call clean messages
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ bench: $(STAMP)
 # 10,000 phones, then 10,000 congestion-page watchers, on SSE, with one and two web processes.
 bench-fanout: $(STAMP)
 	$(PY) bench/fanout.py
+
+# 20 video calls between the kiosk and a specialist, both in Chromium: accept → first frame.
+bench-call: $(STAMP)
+	$(PY) bench/call_setup.py
 
 # Extract every message of the residents' and kiosks' pages (babel.cfg says which files) into
 # web/locales/messages.pot, and bring each language's catalogue up to date with it; then

@@ -42,6 +42,7 @@ from rq import Worker
 from rq.serializers import JSONSerializer
 
 from . import __version__, admin, demo
+from .consult.forms import FormsLibrary
 from .embedded import EmbeddedRedisError, RedisServer, find_redis_server, port_is_free
 from .kiosk import launcher
 from .kiosk.devices import KioskStore
@@ -288,6 +289,7 @@ async def _seed_demo(redis_url: str, settings: Settings) -> demo.Seeded:
         seeded = await demo.seed(QueueClient(redis, settings), now=time.time())
         await demo.seed_accounts(AccountStore(redis, hasher=hasher))
         await demo.seed_kiosks(KioskStore(redis))
+        await demo.seed_forms(FormsLibrary(redis))
         return seeded
     finally:
         await redis.aclose()
@@ -464,6 +466,11 @@ def work(settings: Settings, *, burst: bool = False) -> int:
     try:
         schedule_close_past_days(connection, now=time.time())
         schedule_roll_up_past_days(connection, now=time.time())
+        # Imported here: the probe's module brings the web app's (and python-escpos, which
+        # configures logging when imported: after main() has, it changes nothing).
+        from .consult.probe import schedule_probes
+
+        schedule_probes(connection, settings.kiosk_probe_hours, now=time.time())
     except RedisConnectionError as exc:
         print(f"madoguchi: cannot reach Redis at {settings.redis_url}: {exc}", file=sys.stderr)
         return USAGE_ERROR

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from contextlib import suppress
 from dataclasses import dataclass
 
+from .consult.forms import FormsLibrary, sample_pdf
 from .kiosk.devices import Kiosk, KioskStore, Printer
 from .queue.appointments import AppointmentClient, SlotSettings
 from .queue.exceptions import Conflict, NotFound
@@ -100,13 +101,12 @@ SERVICES: tuple[Service, ...] = (
 
 _REMOTE = tuple(s.id for s in SERVICES if s.mode is ServiceMode.REMOTE)
 
-#: Counter layouts by office size. Remote consultations are answered from a staff
-#: desk that calls them like a counter.
+#: Counter layouts by office size. Remote consultations are not served at counters:
+#: specialists take them in the consultation console.
 _SMALL = (
     DemoCounter("counter-1", "1番窓口", ("certs", "tax", "moving")),
     DemoCounter("counter-2", "2番窓口", ("moving", "koseki", "certs")),
     DemoCounter("counter-3", "3番窓口", ("insurance", "childcare", "care")),
-    DemoCounter("consult-1", "オンライン相談", _REMOTE),
 )
 _MEDIUM = (
     DemoCounter("counter-1", "1番窓口", ("certs", "tax")),
@@ -114,7 +114,6 @@ _MEDIUM = (
     DemoCounter("counter-3", "3番窓口", ("moving", "koseki")),
     DemoCounter("counter-4", "4番窓口", ("insurance",)),
     DemoCounter("counter-5", "5番窓口", ("childcare", "care")),
-    DemoCounter("consult-1", "オンライン相談", _REMOTE),
 )
 _LARGE = (
     DemoCounter("counter-1", "1番窓口", ("certs",)),
@@ -124,8 +123,6 @@ _LARGE = (
     DemoCounter("counter-5", "5番窓口", ("insurance",)),
     DemoCounter("counter-6", "6番窓口", ("insurance", "care")),
     DemoCounter("counter-7", "7番窓口", ("childcare",)),
-    DemoCounter("consult-1", "オンライン相談1", _REMOTE),
-    DemoCounter("consult-2", "オンライン相談2", _REMOTE),
 )
 
 
@@ -300,6 +297,44 @@ async def seed_kiosks(kiosks: KioskStore, city: tuple[DemoOffice, ...] = CITY) -
                 await kiosks.put(kiosk_of(demo, kiosk))
                 added += 1
     log.info("demo kiosks seeded: %d added", added)
+    return added
+
+
+# -- demo forms (the forms library of remote consultation) -------------------------------
+
+#: Forms every office with remote services gets: title, file name, heading, fields, pages.
+FORMS: tuple[tuple[str, str, str, tuple[str, ...], int], ...] = (
+    (
+        "介護保険 要介護・要支援認定 申請書",
+        "care-application.pdf",
+        "Long-term care: application for certification",
+        ("Name", "Date of birth", "Address", "Insurance number", "Reason"),
+        2,
+    ),
+    (
+        "児童手当 認定請求書",
+        "child-allowance.pdf",
+        "Child allowance: claim",
+        ("Name", "Address", "Children", "Bank account"),
+        1,
+    ),
+)
+
+
+async def seed_forms(library: FormsLibrary, city: tuple[DemoOffice, ...] = CITY) -> int:
+    """Give each office with remote services the demo forms, unless it has forms already;
+    how many were added. The PDFs are drawn here, in code."""
+    added = 0
+    for demo in city:
+        if not any(s.mode is ServiceMode.REMOTE for s in demo.services):
+            continue
+        if await library.all(demo.office.id):
+            continue
+        for title, name, heading, fields, pages in FORMS:
+            pdf = sample_pdf(heading, list(fields), pages=pages)
+            await library.add(demo.office.id, title, name, pdf, now=0.0, by="system")
+            added += 1
+    log.info("demo forms seeded: %d added", added)
     return added
 
 

@@ -97,6 +97,18 @@ class Settings:
     turn_secret: Secret = field(default_factory=lambda: Secret(""))
     #: How long a call's TURN credentials stay good, in seconds.
     turn_ttl: int = 3600
+    #: Which ICE candidates calls may use: ``all``, or ``relay`` (media only through TURN).
+    ice_transport_policy: str = "all"
+    #: How long a web process's lease on its call connections lasts unrenewed, in seconds: the
+    #: participants of a process that died are taken as gone this long after it stopped.
+    call_lease_seconds: float = 15.0
+    #: Every how many hours each kiosk is asked to run the camera probe (0: only on request).
+    kiosk_probe_hours: float = 24.0
+    #: Every how many seconds a web process freezes its surviving objects out of the garbage
+    #: collector's full passes (0: only at start-up; see web/memory.py).
+    gc_freeze_seconds: float = 10.0
+    #: The hour (Asia/Tokyo) of a web process's one full garbage collection a day.
+    gc_reclaim_hour: int = 3
 
     def __post_init__(self) -> None:
         if self.port <= 0 or self.port > 65_535:
@@ -138,8 +150,31 @@ class Settings:
                 )
         if self.turn_urls and not str(self.turn_secret):
             raise ValueError("MADOGUCHI_TURN_URLS needs MADOGUCHI_TURN_SECRET (coturn REST mode)")
+        if not 1 <= self.call_lease_seconds <= 300:
+            raise ValueError(
+                f"MADOGUCHI_CALL_LEASE_SECONDS must be 1 to 300, not {self.call_lease_seconds}"
+            )
+        if not 0 <= self.kiosk_probe_hours <= 24 * 30:
+            raise ValueError(
+                f"MADOGUCHI_KIOSK_PROBE_HOURS must be 0 to 720, not {self.kiosk_probe_hours}"
+            )
+        if not 0 <= self.gc_freeze_seconds <= 86_400:
+            raise ValueError(
+                f"MADOGUCHI_GC_FREEZE_SECONDS must be 0 to 86400, not {self.gc_freeze_seconds}"
+            )
+        if not 0 <= self.gc_reclaim_hour <= 23:
+            raise ValueError(
+                f"MADOGUCHI_GC_RECLAIM_HOUR must be 0 to 23, not {self.gc_reclaim_hour}"
+            )
         if not 60 <= self.turn_ttl <= 7 * 86_400:
             raise ValueError(f"MADOGUCHI_TURN_TTL must be 60 s to 7 days, not {self.turn_ttl}")
+        if self.ice_transport_policy not in {"all", "relay"}:
+            raise ValueError(
+                'MADOGUCHI_ICE_TRANSPORT_POLICY must be "all" or "relay", '
+                f'not "{self.ice_transport_policy}"'
+            )
+        if self.ice_transport_policy == "relay" and not self.turn_urls:
+            raise ValueError("MADOGUCHI_ICE_TRANSPORT_POLICY=relay needs MADOGUCHI_TURN_URLS")
         if self.max_body_bytes < 1024:
             raise ValueError(
                 f"MADOGUCHI_MAX_BODY_BYTES must be at least 1024, not {self.max_body_bytes}"
@@ -247,4 +282,19 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         turn_urls=_urls(config("MADOGUCHI_TURN_URLS", default="")),
         turn_secret=Secret(config("MADOGUCHI_TURN_SECRET", default="")),
         turn_ttl=config("MADOGUCHI_TURN_TTL", cast=int, default=defaults.turn_ttl),
+        ice_transport_policy=config(
+            "MADOGUCHI_ICE_TRANSPORT_POLICY", default=defaults.ice_transport_policy
+        ),
+        call_lease_seconds=config(
+            "MADOGUCHI_CALL_LEASE_SECONDS", cast=float, default=defaults.call_lease_seconds
+        ),
+        kiosk_probe_hours=config(
+            "MADOGUCHI_KIOSK_PROBE_HOURS", cast=float, default=defaults.kiosk_probe_hours
+        ),
+        gc_freeze_seconds=config(
+            "MADOGUCHI_GC_FREEZE_SECONDS", cast=float, default=defaults.gc_freeze_seconds
+        ),
+        gc_reclaim_hour=config(
+            "MADOGUCHI_GC_RECLAIM_HOUR", cast=int, default=defaults.gc_reclaim_hour
+        ),
     )

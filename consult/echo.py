@@ -10,7 +10,8 @@ the kiosk's health record as the ``precall`` check. The kiosk may report what it
 measured itself with ``POST /consult/api/echo/result``, which replaces that.
 
 A kiosk has one echo peer at a time (a new offer closes the old one), a process at most
-:data:`MAX_PEERS`; the app's lifespan closes every peer still open.
+:data:`MAX_PEERS`; the app's lifespan closes every peer still open. The camera probe
+(:mod:`.probe`) is the same machinery with another use of the tracks received.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from ..kiosk.devices import kiosk_of
+from ..kiosk.devices import Kiosk, kiosk_of
 from ..kiosk.health import KioskHealth
 from ..web.bodies import maybe, need, only, read_json
 from ..web.exceptions import HTTPError, Unprocessable
@@ -160,6 +161,11 @@ class EchoPeer:
     relay: MediaRelay = field(default_factory=MediaRelay)
     closed: asyncio.Event = field(default_factory=asyncio.Event)
     result: EchoResult | None = None
+    #: Tasks reading the tracks received (the probe's), cancelled when the peer closes.
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    #: Whether to hand the result to ``finished`` when it closes (not when the kiosk
+    #: reported its own measurements, nor when the peer was given up).
+    keep: bool = True
 
     async def measure(self) -> EchoResult:
         """The measurements so far: frames and level from the tracks, the rest from stats."""
@@ -192,7 +198,7 @@ Finished = Callable[[EchoPeer, EchoResult], Awaitable[None]]
 
 
 class EchoPeers:
-    """This process's open echo peers."""
+    """This process's open echo peers: each sends back what it receives."""
 
     def __init__(self, *, seconds: float = ECHO_SECONDS, limit: int = MAX_PEERS) -> None:
         self.seconds = seconds
@@ -215,11 +221,12 @@ class EchoPeers:
 
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
-            pc.addTrack(Metered(peer.relay.subscribe(track), peer.meter))
+            self.attach(peer, track)
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
-            if pc.connectionState == "failed":
+            if pc.connectionState in self.gone_states and peer.id in self.open:
+                self.gone(peer)
                 await self.close(peer.id)
 
         try:
@@ -238,11 +245,29 @@ class EchoPeers:
         self._timers[peer.id] = asyncio.create_task(self._expire(peer, finished))
         return peer, pc.localDescription.sdp
 
+    #: Connection states after which the peer closes.
+    gone_states: tuple[str, ...] = ("failed",)
+
+    def attach(self, peer: EchoPeer, track: MediaStreamTrack) -> None:
+        """What the peer does with a track it receives: send it back, metered."""
+        peer.pc.addTrack(Metered(peer.relay.subscribe(track), peer.meter))
+
+    def gone(self, peer: EchoPeer) -> None:
+        """The connection failed or ended before its time (the echo still records)."""
+
+    def forget(self, kiosk: str) -> list[EchoPeer]:
+        """Let ``kiosk``'s open peers close without recording (it reported for itself)."""
+        found = [p for p in self.open.values() if p.kiosk == kiosk]
+        for peer in found:
+            peer.keep = False
+            peer.closed.set()
+        return found
+
     async def _expire(self, peer: EchoPeer, finished: Finished | None) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(peer.closed.wait(), self.seconds)
         result = await self.close(peer.id) or peer.result
-        if finished is not None and result is not None:
+        if finished is not None and result is not None and peer.keep:
             try:
                 await finished(peer, result)
             except Exception:  # a background task's side effect: log it, never lose it silently
@@ -258,6 +283,8 @@ class EchoPeers:
         except (MediaStreamError, InvalidStateError, AttributeError) as exc:
             log.warning("echo %s: measuring failed (%s)", peer_id, exc)
             peer.result = EchoResult(None, 0.0, peer.meter.fps, peer.meter.audio_dbfs)
+        for task in peer.tasks:
+            task.cancel()
         await peer.pc.close()
         peer.closed.set()
         self._timers.pop(peer_id, None)  # the timer sees the peer closed and records it
@@ -278,9 +305,8 @@ class EchoPeers:
 # -- the endpoints ---------------------------------------------------------------------
 
 
-async def offer(request: Request) -> Response:
-    """``POST /consult/api/echo``: the kiosk's offer in, the echo peer's answer out."""
-    kiosk = await kiosk_of(request)
+async def read_offer(request: Request) -> str:
+    """The session description of a kiosk's ``{"type": "offer", "sdp"}``, or a 422."""
     body = await read_json(request, MAX_OFFER + 1024)
     only(body, {"type", "sdp"})
     if need(body, "type", str) != "offer":
@@ -288,15 +314,38 @@ async def offer(request: Request) -> Response:
     sdp = need(body, "sdp", str)
     if not sdp.startswith("v=0"):
         raise Unprocessable('field "sdp" must be a session description (v=0 …)')
-    peers: EchoPeers = request.app.state.switchboard.echoes
-    redis: Redis = request.app.state.redis
+    return sdp
+
+
+#: What to keep of a peer once it closed: ``record(kiosk, peer, result, now)``.
+Record = Callable[[Kiosk, EchoPeer, EchoResult, float], Awaitable[None]]
+
+
+async def answer_offer(
+    request: Request, peers: EchoPeers, record: Record, *, seconds: float
+) -> Response:
+    """The requesting kiosk's offer in, an answer of a new peer of ``peers`` out
+    (``seconds``: how long the kiosk should send); ``record`` runs when the peer closes."""
+    kiosk = await kiosk_of(request)
+    sdp = await read_offer(request)
     clock = request.app.state.clock
 
     async def finished(peer: EchoPeer, result: EchoResult) -> None:
-        await record_check(redis, peer.kiosk, result, now=clock())
+        await record(kiosk, peer, result, clock())
 
     peer, answer = await peers.answer(kiosk.id, sdp, finished=finished)
-    return JSONResponse({"id": peer.id, "type": "answer", "sdp": answer, "seconds": peers.seconds})
+    return JSONResponse({"id": peer.id, "type": "answer", "sdp": answer, "seconds": seconds})
+
+
+async def offer(request: Request) -> Response:
+    """``POST /consult/api/echo``: the kiosk's offer in, the echo peer's answer out."""
+    peers: EchoPeers = request.app.state.switchboard.echoes
+    redis: Redis = request.app.state.redis
+
+    async def record(kiosk: Kiosk, peer: EchoPeer, result: EchoResult, now: float) -> None:
+        await record_check(redis, kiosk.id, result, now=now)
+
+    return await answer_offer(request, peers, record, seconds=peers.seconds)
 
 
 def parse_result(body: dict[str, Any]) -> EchoResult:
@@ -321,6 +370,7 @@ async def report(request: Request) -> Response:
     """``POST /consult/api/echo/result``: what the kiosk measured of its pre-call check."""
     kiosk = await kiosk_of(request)
     result = parse_result(await read_json(request, 1024))
+    request.app.state.switchboard.echoes.forget(kiosk.id)  # its own figures win
     await record_check(request.app.state.redis, kiosk.id, result, now=now_of(request))
     return JSONResponse({"ok": result.ok, "summary": result.summary(), **asdict(result)})
 

@@ -388,7 +388,9 @@ async def _converse(
             "type": "welcome",
             "call": call,
             "role": participant.role.value,
-            "iceServers": ice_servers(websocket.app.state.settings, call, now_of(websocket)),
+            # coturn checks the credentials' expiry against its own clock: real time.
+            "iceServers": ice_servers(websocket.app.state.settings, call, time.time()),
+            "iceTransportPolicy": websocket.app.state.settings.ice_transport_policy,
             "state": state_message(state),
             "limits": {"bytes": MAX_BYTES, "burst": BURST, "rate": RATE},
         }

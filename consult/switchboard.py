@@ -8,6 +8,12 @@
 - **Timeouts.** Every :data:`SWEEP_SECONDS` it settles the calls whose deadline has
   passed by the app's clock (any number of processes may do this: the scripts are
   atomic and settle a call once).
+- **The lease.** It lists the connections it holds in Redis (``keys.switchboard_held``)
+  under a lease it renews every third of :data:`LEASE_SECONDS` (real time, not the app's
+  clock: it is about the process being alive). A process that dies without closing its
+  sockets stops renewing; the sweep of any other process then takes each of its
+  connections as closed, through the same ``leave`` script a closing socket runs, so the
+  reconnect grace and its timeout apply as usual.
 - **Echo peers.** The aiortc peers of kiosks' pre-call checks, closed at shutdown.
 """
 
@@ -17,6 +23,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +39,7 @@ from ..queue.exceptions import QueueError
 from ..queue.tickets import QueueClient
 from .calls import Calls, Role
 from .echo import EchoPeers
+from .probe import ProbePeers
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +47,8 @@ log = logging.getLogger(__name__)
 SWEEP_SECONDS = 1.0
 #: Messages a participant may have waiting to be sent before it is disconnected.
 BACKLOG = 256
+#: Seconds a process's lease on its connections lasts without being renewed.
+LEASE_SECONDS = 15.0
 
 
 @dataclass(eq=False)
@@ -87,13 +97,17 @@ class Switchboard:
         *,
         sweep_seconds: float = SWEEP_SECONDS,
         retry_seconds: float = 1.0,
+        lease_seconds: float = LEASE_SECONDS,
     ) -> None:
+        self.id = secrets.token_hex(8)
         self.redis = redis
         self.calls = Calls(queue)
         self.clock = clock
         self.sweep_seconds = sweep_seconds
         self.retry_seconds = retry_seconds
+        self.lease_seconds = lease_seconds
         self.echoes = EchoPeers()
+        self.probes = ProbePeers()
         self.ready = asyncio.Event()
         self._here: dict[tuple[str, str], set[Participant]] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -102,6 +116,7 @@ class Switchboard:
         self._tasks = [
             asyncio.create_task(self._relay(), name="madoguchi-call-relay"),
             asyncio.create_task(self._sweep(), name="madoguchi-call-timeouts"),
+            asyncio.create_task(self._heartbeat(), name="madoguchi-call-lease"),
         ]
 
     async def stop(self) -> None:
@@ -112,12 +127,18 @@ class Switchboard:
                 await task
         self._drop_all()
         await self.echoes.close_all()
+        await self.probes.close_all()
+        with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
+            await self.redis.delete(keys.switchboard_lease(self.id))
 
     @contextlib.asynccontextmanager
     async def attend(self, participant: Participant) -> AsyncIterator[Participant]:
         """Deliver the call's messages to ``participant`` while the block runs."""
         key = (participant.office, participant.ticket)
         self._here.setdefault(key, set()).add(participant)
+        held = f"{participant.office} {participant.ticket} {participant.connection}"
+        # Listed before it joins: should this process die, the others find it to let go of.
+        await self._hold("sadd", held)
         try:
             yield participant
         finally:
@@ -125,6 +146,13 @@ class Switchboard:
             here.discard(participant)
             if not here:
                 self._here.pop(key, None)
+            await self._hold("srem", held)
+
+    async def _hold(self, command: str, held: str) -> None:
+        try:
+            await getattr(self.redis, command)(keys.switchboard_held(self.id), held)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            log.warning("switchboard %s: cannot %s %s (%s)", self.id, command, held, exc)
 
     async def send(
         self,
@@ -193,9 +221,57 @@ class Switchboard:
         while True:
             await asyncio.sleep(self.sweep_seconds)
             try:
+                await self.reap()
                 await self.calls.expire_due(self.clock())
             except (RedisConnectionError, RedisTimeoutError, OSError, QueueError) as exc:
                 log.warning("call timeouts: sweep failed (%s)", exc)
+
+    async def renew(self) -> None:
+        """Renew this process's lease on its connections."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(keys.switchboard_lease(self.id), "1", px=int(self.lease_seconds * 1000))
+            pipe.sadd(keys.SWITCHBOARDS, self.id)
+            await pipe.execute()
+
+    async def _heartbeat(self) -> None:
+        while True:
+            try:
+                await self.renew()
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                log.warning("switchboard %s: lease not renewed (%s)", self.id, exc)
+            await asyncio.sleep(self.lease_seconds / 3)
+
+    async def reap(self) -> int:
+        """Let go of the connections of every process whose lease expired; how many.
+
+        Each goes through the ``leave`` script with the connection's id, which changes
+        nothing when that participant has joined again since."""
+        released = 0
+        for board in sorted(str(b) for b in await self.redis.smembers(keys.SWITCHBOARDS)):
+            if board == self.id or await self.redis.exists(keys.switchboard_lease(board)):
+                continue
+            held = keys.switchboard_held(board)
+            for entry in sorted(str(e) for e in await self.redis.smembers(held)):
+                office, ticket, connection = entry.split(" ")
+                released += await self._release(office, ticket, connection)
+                await self.redis.srem(held, entry)
+            await self.redis.srem(keys.SWITCHBOARDS, board)
+            log.warning("switchboard %s: lease expired; let go of its connections", board)
+        return released
+
+    async def _release(self, office: str, ticket: str, connection: str) -> int:
+        raw = await self.redis.hgetall(keys.call(office, ticket))
+        for role in Role:
+            if raw.get(f"{role.value}_conn") == connection:
+                try:
+                    await self.calls.leave(
+                        office, ticket, role, connection=connection, now=self.clock()
+                    )
+                except QueueError as exc:  # the call is gone meanwhile: nothing to let go of
+                    log.info("call %s.%s: no leave for %s (%s)", office, ticket, role, exc)
+                    return 0
+                return 1
+        return 0
 
 
 def switchboard_of(connection: HTTPConnection) -> Switchboard:
@@ -206,7 +282,9 @@ def switchboard_of(connection: HTTPConnection) -> Switchboard:
 async def start(app: Starlette) -> None:
     """Start this process's switchboard (the app's lifespan calls this)."""
     state = app.state
-    board = Switchboard(state.redis, state.queue, state.clock)
+    board = Switchboard(
+        state.redis, state.queue, state.clock, lease_seconds=state.settings.call_lease_seconds
+    )
     state.switchboard = board
     board.start()
 

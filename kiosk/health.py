@@ -18,7 +18,9 @@ without a report, **problem** when the report shows one (a camera or the microph
 missing, the printer out of paper or offline, a slow network, an old app), else
 **online**; a revoked kiosk is **revoked** and one that never enrolled **not enrolled**.
 Remote consultation adds the results of its pre-call check and camera probe with
-:meth:`KioskHealth.record_check`; the fleet page shows them beside the rest.
+:meth:`KioskHealth.record_check`; the fleet page shows them beside the rest. The
+answer to a report says ``"probe": true`` while the kiosk is asked to run the camera
+probe (:meth:`KioskHealth.request_probe`; see ``consult/probe.py``).
 """
 
 from __future__ import annotations
@@ -174,6 +176,16 @@ class KioskHealth:
         value = json.dumps(asdict(Check(ok, summary[:200], now)), ensure_ascii=False)
         await self.redis.hset(keys.kiosk_health(kiosk_id), kind, value)
 
+    async def request_probe(self, kiosk_id: str, now: float) -> None:
+        """Ask the kiosk to run the camera probe (its next report's answer tells it)."""
+        await self.redis.set(keys.kiosk_probe(kiosk_id), repr(now), ex=HEALTH_KEPT_SECONDS)
+
+    async def probe_requested(self, kiosk_id: str) -> bool:
+        return bool(await self.redis.exists(keys.kiosk_probe(kiosk_id)))
+
+    async def probe_done(self, kiosk_id: str) -> None:
+        await self.redis.delete(keys.kiosk_probe(kiosk_id))
+
     async def fleet(self, kiosks: KioskStore, now: float) -> list[Status]:
         """Every kiosk with its state, judged at ``now``."""
         every = await kiosks.all()
@@ -216,9 +228,13 @@ async def report(request: Request) -> Response:
     if kiosk.printer.kind == "escpos":
         # A browser cannot see an ESC/POS printer; the server, which prints on it, asks it.
         parsed = replace(parsed, printer=await printer_state(kiosk.printer))
-    await KioskHealth(request.app.state.redis).record(kiosk.id, parsed, now_of(request))
+    health = KioskHealth(request.app.state.redis)
+    await health.record(kiosk.id, parsed, now_of(request))
     problems = [asdict(p) for p in problems_of(kiosk, parsed)]
-    response = JSONResponse({"kiosk": kiosk.id, "problems": problems, "every": REPORT_EVERY})
+    answer: dict[str, Any] = {"kiosk": kiosk.id, "problems": problems, "every": REPORT_EVERY}
+    if await health.probe_requested(kiosk.id):
+        answer["probe"] = True  # run remote consultation's camera probe when next idle
+    response = JSONResponse(answer)
     set_kiosk_cookie(response, request, device_token(request))
     return response
 

@@ -259,7 +259,8 @@ async def take(request: Request) -> Response:
     office = form.get("office", "")
     kiosk = await kiosk_for(request, office)
     service, key = form.get("service", ""), form.get("key", "")
-    if service not in kiosk.services and service not in kiosk.topics:
+    if service not in kiosk.services:
+        # A topic is raised as a consultation (``kiosk/calls.py``), not taken as a ticket.
         raise Unprocessable(f'service "{service[:40]}" is not offered at this kiosk')
     if not PAGE_KEY.fullmatch(key):
         raise Unprocessable("the form has no valid key; go back to the start and try again")

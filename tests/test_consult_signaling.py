@@ -9,7 +9,7 @@ import json
 import random
 import socket
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pytest
@@ -38,6 +38,7 @@ from madoguchi.consult.signaling import (
     validate,
 )
 from madoguchi.kiosk.devices import Kiosk, KioskStore
+from madoguchi.queue import keys
 from madoguchi.queue.model import Office, Service, ServiceMode
 from madoguchi.settings import Settings
 from madoguchi.web.app import create_app
@@ -694,3 +695,54 @@ async def test_the_call_survives_the_kiosk_reconnecting(
             await media.stop()
         for pc in peers:
             await pc.close()
+
+
+# -- a web process that dies without closing its sockets -----------------------------------
+
+
+async def test_the_participants_of_a_dead_process_are_let_go(
+    settings: Settings, office: Office, aredis: Redis
+) -> None:
+    """A process stops renewing its lease (it crashed: its sockets never closed); another
+    process's sweep takes its kiosk as gone, and the call times out as usual."""
+    quick = replace(settings, call_lease_seconds=1.0)
+    async with serving(quick) as one, serving(quick) as two:
+        kiosk = await kiosk_token(aredis, "k1")
+        clerk = await staff_session(one, aredis, "clerk", services=("care",))
+        call = await raised(one)
+        await one.calls.accept("kokurakita", "clerk", ("care",), now=T0 + 1)
+        async with (
+            joining(two, call.id, session=clerk) as specialist,
+            joining(one, call.id, kiosk=kiosk) as device,
+        ):
+            await device.expect("state", state="connected")
+            await specialist.expect("state", state="connected")
+            # The crash: one's relay, sweep and heartbeat stop; its sockets stay open.
+            board = one.app.state.switchboard
+            for task in board._tasks:
+                task.cancel()
+            await asyncio.gather(*board._tasks, return_exceptions=True)
+            held = await aredis.smembers(keys.switchboard_held(board.id))
+            assert len(held) == 1  # the kiosk's connection
+            state = await specialist.expect("state", state="reconnecting")
+            assert state["reason"] == "kiosk_left"
+            assert state["present"]["kiosk"] is False
+            assert not await aredis.exists(keys.switchboard_held(board.id))
+            assert board.id not in await aredis.smembers(keys.SWITCHBOARDS)
+            two.advance(31)
+            ended = await specialist.expect("state", state="ended")
+            assert ended["reason"] == "kiosk_lost"
+
+
+async def test_a_living_process_keeps_its_participants(
+    settings: Settings, office: Office, aredis: Redis
+) -> None:
+    quick = replace(settings, call_lease_seconds=1.0)
+    async with serving(quick) as one, serving(quick) as two:
+        kiosk = await kiosk_token(aredis, "k1")
+        call = await raised(one)
+        async with joining(one, call.id, kiosk=kiosk) as device:
+            await device.expect("welcome")
+            await asyncio.sleep(2.5)  # beyond the lease: renewed meanwhile
+            assert await two.app.state.switchboard.reap() == 0
+            assert (await two.calls.get("kokurakita", call.ticket)).present == {Role.KIOSK}

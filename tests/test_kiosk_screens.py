@@ -124,22 +124,17 @@ async def test_a_ticket_taken_at_the_kiosk(
     assert "receipt-80.css" in text
 
 
-async def test_a_consultation_topic_takes_a_ticket_of_the_remote_service(
+async def test_a_consultation_topic_is_not_a_ticket(
     client: httpx.AsyncClient, enroll: Enroll, queue: QueueClient
 ):
+    """A topic is raised as a consultation (tests/test_kiosk_calls.py), never a ticket."""
     headers = await enroll(ASAHARA)
     picker = await client.get("/kiosk/consult", headers=headers)
     assert "介護" in assert_kiosk_page(picker, 200)
     response = await client.post("/kiosk/tickets", data=take("care"), headers=headers)
-    found = TICKET_PAGE.match(response.headers["location"])
-    assert found is not None
-    assert found[2] is None, "nothing to print for a consultation"
-    ticket = await queue.ticket("kokurakita", found[1], now=T0)
-    assert ticket.service == "care"
-    shown = await client.get(response.headers["location"], headers=with_language(headers, "en"))
-    text = assert_kiosk_page(shown, 200, lang="en")
-    assert "You are next." in text
-    assert "receipt" not in text
+    assert_kiosk_page(response, 422)
+    snapshot = await queue.snapshot("kokurakita", now=T0)
+    assert not any(snapshot.lines["care"].values())
 
 
 async def test_the_same_tap_twice_issues_one_ticket(

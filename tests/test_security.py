@@ -33,6 +33,7 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 
 from madoguchi.consult.calls import Role as CallRole
+from madoguchi.consult.forms import FormsLibrary, sample_pdf
 from madoguchi.kiosk.devices import KIOSK_COOKIE, Kiosk, KioskStore, Printer
 from madoguchi.queue import keys
 from madoguchi.queue.appointments import Appointment, AppointmentClient, SlotSettings
@@ -121,6 +122,8 @@ class Call:
     csrf: bool = True
     signin: bool = False
     cookies: dict[str, str] = field(default_factory=dict)
+    #: Files to send with ``form`` as ``multipart/form-data``: name → (file name, bytes, type).
+    files: dict[str, tuple[str, bytes, str]] | None = None
 
 
 Probe = Callable[["World", str], Awaitable[Call]]
@@ -745,6 +748,36 @@ async def rate_consultation(world: World, role: str) -> Call:
     return Call("POST", f"/consult/api/calls/{call}/rate", json={"rating": 5})
 
 
+async def talked_consultation(world: World) -> str:
+    """A consultation the kiosk talked in (accepted, both ends joined), then ended."""
+    calls = world.app.state.switchboard.calls
+    call = await consultation(world, accepted=True)
+    ticket = call.partition(".")[2]
+    await calls.join("kokurakita", ticket, kiosk=KIOSK.id, connection="k", now=world.now())
+    await calls.join("kokurakita", ticket, staff="clerk", connection="s", now=world.now())
+    await calls.end("kokurakita", ticket, CallRole.KIOSK, KIOSK.id, now=world.now())
+    return call
+
+
+def kiosk_call(suffix: str = "", *, post: bool = False, talked: bool = False) -> Probe:
+    """A kiosk screen of its consultation (kiosk/calls.py): waiting, or talked and ended."""
+
+    async def probe(world: World, role: str) -> Call:
+        call = await (talked_consultation(world) if talked else consultation(world, accepted=False))
+        path = f"/kiosk/call/{call}{suffix}"
+        return Call("POST", path, form={}) if post else Call("GET", path)
+
+    return probe
+
+
+def kiosk_consult(office: str) -> Probe:
+    async def probe(world: World, role: str) -> Call:
+        form = {"office": office, "topic": "care", "key": world.fresh("key-") * 8}
+        return Call("POST", "/kiosk/consult", form=form)
+
+    return probe
+
+
 async def accept_consultation(world: World, role: str) -> Call:
     await consultation(world, accepted=False)
     return Call("POST", "/consult/api/offices/kokurakita/accept", json={})
@@ -760,6 +793,39 @@ def on_consultation(suffix: str, body: dict[str, str]) -> Probe:
         return Call("POST", f"/consult/api/calls/{call}/{suffix}", json=body)
 
     return probe
+
+
+def post_json(path: str, body: dict[str, str]) -> Probe:
+    async def probe(world: World, role: str) -> Call:
+        return Call("POST", path, json=body)
+
+    return probe
+
+
+async def probe_offer(world: World, role: str) -> Call:
+    offer = await echo_offer(world, role)
+    peers = world.app.state.switchboard.probes
+    await peers.close_all()
+    peers.seconds = 3600.0  # so that no probe closes (and records its verdict) mid-matrix
+    return Call("POST", "/consult/api/probe", json=offer.json)
+
+
+def on_form(method: str, suffix: str, form: dict[str, str] | None = None) -> Probe:
+    """A request about a form in kokurakita's library."""
+
+    async def probe(world: World, role: str) -> Call:
+        pdf = sample_pdf("Form", ["Name"])
+        await FormsLibrary(world.redis).add("kokurakita", "申請書", "form.pdf", pdf, now=T0, by="x")
+        if method == "GET":
+            return Call("GET", f"/consult/forms/kokurakita/form{suffix}")
+        return Call("POST", f"{KOKURA_ADMIN}/forms/form{suffix}", form=dict(form or {}))
+
+    return probe
+
+
+async def upload_form(world: World, role: str) -> Call:
+    pdf = ("form.pdf", sample_pdf("Form", ["Name"]), "application/pdf")
+    return Call("POST", f"{KOKURA_ADMIN}/forms", form={"title": "申請書"}, files={"file": pdf})
 
 
 staff_only_ticket = {**action(200), "resident": 200}
@@ -1183,6 +1249,9 @@ EXPECTATIONS: dict[tuple[str, str], list[Expect]] = {
     ("GET", "/kiosk/static/{path}"): [
         Expect("kiosk number pad", get("/kiosk/static/numpad.js"), everyone(200))
     ],
+    ("GET", "/consult/static/{path}"): [
+        Expect("the call's WebRTC module", get("/consult/static/peer.js"), everyone(200))
+    ],
     # -- the kiosk screens: an enrolled kiosk, for its own office only ----------------------
     **{
         ("GET", path): [Expect(name, get(path), KIOSK_PAGE)]
@@ -1259,6 +1328,50 @@ EXPECTATIONS: dict[tuple[str, str], list[Expect]] = {
             _admin(f"/admin/kiosks/{KIOSK.id}?done=revoked"),
         )
     ],
+    ("POST", "/admin/kiosks/{kiosk}/probe"): [
+        Expect(
+            "check a kiosk's cameras now",
+            on_kiosk("/probe"),
+            _admin("/admin/kiosks?done=probe"),
+        )
+    ],
+    ("POST", "/consult/api/probe"): [
+        Expect("camera probe", probe_offer, KIOSK_ONLY, no_csrf=DEVICE),
+    ],
+    # -- the forms library: staff of the office; a form's pages also for its kiosks -----------
+    ("GET", "/consult/forms/{office}"): [
+        Expect("forms of the office", get("/consult/forms/kokurakita"), page(office=True)),
+    ],
+    ("GET", "/consult/forms/{office}/{form}/pages/{page:int}.png"): [
+        Expect(
+            "a form's page",
+            on_form("GET", "/pages/1.png"),
+            {**page(office=True), "kiosk": 200},
+        ),
+    ],
+    ("GET", "/consult/forms/{office}/{form}.pdf"): [
+        Expect("a form's PDF", on_form("GET", ".pdf"), page(office=True)),
+    ],
+    ("GET", "/admin/offices/{office}/forms"): [
+        Expect("forms library", get(f"{KOKURA_ADMIN}/forms"), page(least=Role.ADMIN)),
+    ],
+    ("POST", "/admin/offices/{office}/forms"): [
+        Expect("upload a form", upload_form, _admin(f"{KOKURA_ADMIN}/forms?done=uploaded")),
+    ],
+    ("POST", "/admin/offices/{office}/forms/{form}"): [
+        Expect(
+            "retitle a form",
+            on_form("POST", "", {"title": "新しい題"}),
+            _admin(f"{KOKURA_ADMIN}/forms?done=saved"),
+        ),
+    ],
+    ("POST", "/admin/offices/{office}/forms/{form}/delete"): [
+        Expect(
+            "delete a form",
+            on_form("POST", "/delete"),
+            _admin(f"{KOKURA_ADMIN}/forms?done=deleted"),
+        ),
+    ],
     # -- residents' phone pages ---------------------------------------------------------------
     ("GET", "/sw.js"): [Expect("service worker", get("/sw.js"), everyone(200))],
     ("GET", "/o/{office}"): [Expect("office page", get("/o/kokurakita"), everyone(200))],
@@ -1321,6 +1434,42 @@ EXPECTATIONS: dict[tuple[str, str], list[Expect]] = {
     ("POST", "/consult/api/calls/{call}/rate"): [
         Expect("rate a consultation", rate_consultation, KIOSK_ONLY, no_csrf=DEVICE),
     ],
+    # -- the kiosk's screens of its consultation (kiosk/calls.py) -------------------------------
+    ("POST", "/kiosk/consult"): [
+        Expect(
+            "raise a consultation at the kiosk",
+            kiosk_consult("kokurakita"),
+            {**everyone(401), "kiosk": Redirect("/kiosk/call/kokurakita.")},
+            no_csrf=KIOSK_SCREEN_FORM,
+        ),
+        Expect(
+            "raise a consultation for another office",
+            kiosk_consult("moji"),
+            {**everyone(401), "kiosk": 403},
+            no_csrf=KIOSK_SCREEN_FORM,
+        ),
+    ],
+    ("GET", "/kiosk/call/{call}"): [
+        Expect("the kiosk's waiting and call screen", kiosk_call(), KIOSK_PAGE),
+    ],
+    ("POST", "/kiosk/call/{call}/end"): [
+        Expect(
+            "stop waiting",
+            kiosk_call("/end", post=True),
+            {**everyone(401), "kiosk": Redirect("/kiosk/")},
+            no_csrf=KIOSK_SCREEN_FORM,
+        ),
+    ],
+    ("GET", "/kiosk/call/{call}/survey"): [
+        Expect("the five faces", kiosk_call("/survey", talked=True), KIOSK_PAGE),
+    ],
+    ("GET", "/kiosk/call/{call}/reset"): [
+        Expect(
+            "idle reset while waiting",
+            kiosk_call("/reset"),
+            {**everyone(Redirect("/kiosk/enroll")), "kiosk": Redirect("/kiosk/reset")},
+        ),
+    ],
     ("GET", "/consult/api/offices/{office}/queue"): [
         Expect(
             "consultations waiting",
@@ -1345,6 +1494,32 @@ EXPECTATIONS: dict[tuple[str, str], list[Expect]] = {
             on_consultation("invite", {"username": "lead"}),
             {**action(403), "staff": 200},
         ),
+    ],
+    # The consultation console: staff of the office; the picker sends those of one office on.
+    ("GET", "/staff/consult"): [
+        Expect(
+            "consultation console's office picker",
+            get("/staff/consult"),
+            {
+                **page(),
+                "staff": Redirect("/staff/consult/kokurakita"),
+                "other_staff": Redirect("/staff/consult/moji"),
+                "supervisor": Redirect("/staff/consult/kokurakita"),
+            },
+        )
+    ],
+    ("GET", "/staff/consult/{office}"): [
+        Expect("consultation console", get("/staff/consult/kokurakita"), page(office=True))
+    ],
+    ("GET", "/consult/api/offices/{office}/presence"): [
+        Expect("specialists' presence", get("/consult/api/offices/kokurakita/presence"), action())
+    ],
+    ("POST", "/consult/api/offices/{office}/presence"): [
+        Expect(
+            "set one's presence",
+            post_json("/consult/api/offices/kokurakita/presence", {"state": "available"}),
+            action(),
+        )
     ],
 }
 
@@ -1506,7 +1681,11 @@ async def perform(world: World, role: str, call: Call, *, token: str = "right") 
         else:
             headers["X-CSRF-Token"] = csrf
     body = b""
-    if form is not None:
+    if form is not None and call.files:
+        multipart = httpx.Request("POST", "/", data=form, files=call.files)
+        body = multipart.read()
+        headers["Content-Type"] = multipart.headers["Content-Type"]
+    elif form is not None:
         body = urlencode(form).encode()
         headers["Content-Type"] = "application/x-www-form-urlencoded"
     elif call.json is not None or call.method in UNSAFE:
@@ -1614,12 +1793,12 @@ async def test_every_change_needs_the_csrf_token(world: World) -> None:
 
 
 async def _state(world: World) -> dict[str, bytes | None]:
-    """Every key of Redis but the sessions' (a request records its session's last use),
-    with its whole value (``DUMP``)."""
+    """Every key of Redis but the sessions' (a request records its session's last use)
+    and the web process's lease (renewed every few seconds), with its whole value (``DUMP``)."""
     names = sorted(
         k
         for k in map(str, await world.redis.keys("*"))
-        if not (k.startswith("mg:session:") or k.endswith(":sessions"))
+        if not (k.startswith(("mg:session:", "mg:switchboard")) or k.endswith(":sessions"))
     )
     return {name: await world.redis.dump(name) for name in names}
 

@@ -7,13 +7,14 @@ the event hub's one subscription to every office's live channel.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
+from pathlib import Path
 from urllib.parse import quote
 
 from redis.asyncio import Redis
@@ -26,10 +27,14 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from ..consult import api as consult_api
-from ..consult import echo, signaling, switchboard
+from ..consult import console as consult_console
+from ..consult import echo, probe, signaling, switchboard
+from ..consult import forms as consult_forms
+from ..kiosk import calls as kiosk_calls
 from ..kiosk import checkin as kiosk_checkin
 from ..kiosk import enrollment, health, screens
 from ..kiosk.devices import KioskStore, KioskUnenrolled
@@ -45,7 +50,9 @@ from . import (
     busy,
     congestion,
     console,
+    furigana,
     i18n,
+    memory,
     metrics,
     notifications,
     pages,
@@ -58,7 +65,7 @@ from . import appointments as appointment_pages
 from .accounts import AccountStore, password_hasher
 from .exceptions import HTTPError, SecondFactorRequired, Unauthorized
 from .live import EventHub
-from .security import SecurityHeaders, StaffCache
+from .security import SECURITY_HEADERS, StaffCache
 from .sessions import SessionStore
 
 log = logging.getLogger(__name__)
@@ -193,14 +200,18 @@ def create_app(
         feed.start()
         app.state.busy = busy.BusyCache()
         log.info("web using redis %s", url)
-        # What start-up made lives as long as the process: keep it out of the garbage
-        # collector's full passes, whose pauses otherwise reach every open request and
-        # event stream at once (tens of milliseconds with thousands of connections).
-        gc.collect()
-        gc.freeze()
+        # What start-up made, and every long-lived connection after it, stays out of the
+        # garbage collector's full passes (web/memory.py says why and how).
+        freezer = memory.Freezer(
+            freeze_seconds=settings.gc_freeze_seconds,
+            reclaim_hour=settings.gc_reclaim_hour,
+            loaded=lambda: asyncio.to_thread(furigana.ruby, "漢字"),
+        )
+        freezer.start()
         try:
             yield
         finally:
+            await freezer.stop()
             await notifier.stop()
             await feed.stop()
             await residents.stop(app)
@@ -231,15 +242,23 @@ def create_app(
             *health.routes,
             *screens.routes,
             *kiosk_checkin.routes,
+            *kiosk_calls.routes,
             *signaling.routes,
             *consult_api.routes,
+            *consult_console.routes,
             *echo.routes,
+            *probe.routes,
+            *consult_forms.routes,
             enrollment.static,
             pages.static,
+            Mount(
+                "/consult/static",
+                StaticFiles(directory=Path(signaling.__file__).parent / "static"),
+                name="consult-static",
+            ),
         ],
         middleware=[
-            Middleware(metrics.LatencyMiddleware, metrics=registry),
-            Middleware(SecurityHeaders),
+            Middleware(metrics.LatencyMiddleware, metrics=registry, headers=SECURITY_HEADERS),
         ],
         exception_handlers={
             QueueError: on_queue_error,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import time
+from collections.abc import Sequence
+from time import perf_counter
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, Histogram
@@ -51,37 +52,47 @@ class Metrics:
 
 
 class LatencyMiddleware:
-    """Times every HTTP request and records it under its route template."""
+    """Times every HTTP request and records it under its route template.
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    ``headers`` are added to every response (the security headers): one layer that wraps
+    ``send`` once costs less on every request than one layer for each of the two jobs.
+    """
+
+    def __init__(
+        self, app: ASGIApp, metrics: Metrics, headers: Sequence[tuple[bytes, bytes]] = ()
+    ) -> None:
         self.app = app
         self.metrics = metrics
+        self.headers = tuple(headers)
         # labels() hashes and validates its arguments on every call; keep the children.
-        self._children: dict[tuple[str, str, str], Any] = {}
+        self._children: dict[tuple[str, str, int], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = time.perf_counter()
+        started = perf_counter()
         status = 500
+        headers = self.headers
 
         async def sending(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message["headers"] = [*message.get("headers", ()), *headers]
             await send(message)
 
         try:
             await self.app(scope, receive, sending)
         finally:
             route = scope.get("route")
-            template = getattr(route, "path", "unmatched")
-            key = (scope["method"], template, str(status))
+            key = (scope["method"], getattr(route, "path", "unmatched"), status)
             child = self._children.get(key)
             if child is None:
-                child = self._children[key] = self.metrics.latency.labels(*key)
-            child.observe(time.perf_counter() - started)
+                child = self._children[key] = self.metrics.latency.labels(
+                    key[0], key[1], str(status)
+                )
+            child.observe(perf_counter() - started)
 
 
 async def metrics_endpoint(request: Request) -> Response:

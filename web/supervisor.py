@@ -12,7 +12,7 @@ stream (``/staff/live/{office}``) announces a change.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, time
 from typing import Any
 
@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from ..consult.console import Specialist, remote_services, specialists_at
 from ..queue.exceptions import NotFound, QueueError
 from ..queue.keys import SLUG
 from ..queue.model import Counter, Estimate, Office, Service, Ticket
@@ -71,6 +72,8 @@ class Overview:
     longest: Longest | None
     today: dict[str, int]
     at: float
+    #: Who takes the office's video consultations, and their presence.
+    specialists: list[Specialist] = field(default_factory=list)
 
     @property
     def waiting(self) -> int:
@@ -154,6 +157,9 @@ async def overview(request: Request, office_id: str) -> Overview:
         longest=longest,
         today=today,
         at=now,
+        specialists=await specialists_at(
+            request, office_id, [s.id for s in remote_services(snapshot.services)]
+        ),
     )
 
 

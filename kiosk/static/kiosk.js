@@ -4,7 +4,8 @@
 // No text lives here: the page carries every word (the heading is what is read out;
 // the offline message is in the page, hidden). Settings come from data-* attributes of
 // <body>: data-idle-seconds, data-home, data-reset, data-speech-lang, data-health,
-// data-version, data-printer, data-pristine.
+// data-version, data-printer, data-pristine; and data-busy, which a screen sets while a
+// video call is on (call.js): no idle reset, and the call shows its own reconnecting.
 
 const body = document.body;
 const VOICE_KEY = "madoguchi-kiosk-voice";
@@ -93,7 +94,7 @@ document.addEventListener("submit", async (event) => {
 });
 
 setInterval(async () => {
-  if (!offline && !(await reachable())) goOffline();
+  if (!offline && !body.dataset.busy && !(await reachable())) goOffline();
 }, HEARTBEAT_MS);
 
 // -- voice guidance ---------------------------------------------------------------------
@@ -138,6 +139,10 @@ function touched() {
 }
 
 function idleReset() {
+  if (body.dataset.busy) {
+    touched(); // a call is on: the screen is in use
+    return;
+  }
   // Whatever happens next (even with the server away), the last resident's ticket goes.
   for (const shown of document.querySelectorAll(".ticket, .receipt")) shown.remove();
   overlayBack.hidden = true;
@@ -182,7 +187,7 @@ if (consult) {
 const live = document.getElementById("live");
 if (live && live.dataset.refresh) {
   setInterval(async () => {
-    if (offline) return;
+    if (offline || body.dataset.busy) return;
     try {
       const answer = await fetch(location.pathname, { cache: "no-store" });
       if (!answer.ok) return; // an error page: keep what the screen shows
@@ -220,13 +225,16 @@ async function report() {
     version: body.dataset.version,
   };
   try {
-    await fetch(url, {
+    const answer = await fetch(url, {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify(payload),
       cache: "no-store",
     });
     sessionStorage.setItem(REPORTED_KEY, String(Date.now()));
+    // What the server asks of the kiosk (the camera probe: check.js) goes to whoever listens.
+    const detail = answer.ok ? await answer.json().catch(() => null) : null;
+    if (detail) document.dispatchEvent(new CustomEvent("madoguchi:health", { detail }));
   } catch {
     goOffline();
   }

@@ -278,34 +278,6 @@ def test_a_kiosk_of_another_office_cannot_take_tickets_here(
     ours.close()
 
 
-def test_a_consultation_waits_with_its_place_in_line_live(
-    kiosk: Page, server: LiveServer, settings: Settings
-) -> None:
-    for _ in range(2):
-        issue(server, settings, "care", Channel.WEB)
-    kiosk.clock.install()
-    kiosk.goto("/kiosk/?lang=en")
-    kiosk.locator('a[href="/kiosk/consult"]').tap()
-    kiosk.get_by_role("button", name=re.compile("Long-term care")).tap()
-    kiosk.wait_for_url(re.compile(r"/kiosk/tickets/[A-Za-z0-9_-]{22}$"))
-    expect(kiosk.locator("#live strong")).to_have_text("2")
-    assert kiosk.evaluate("window.__printed") == 0, "nothing to print for a consultation"
-
-    async def call_two(redis: Redis) -> None:
-        queue = QueueClient(redis, settings)
-        now = server.clock()
-        await queue.open_counter("kokurakita", "remote-1", ["care"], now=now)
-        for _ in range(2):
-            called = await queue.call_next("kokurakita", "remote-1", now=now)
-            assert called is not None
-            await queue.start("kokurakita", called.id, now=now)
-            await queue.finish("kokurakita", called.id, now=now)
-
-    in_redis(settings, call_two)
-    kiosk.clock.fast_forward(6000)
-    expect(kiosk.locator("#live")).to_contain_text("You are next.")
-
-
 # -- voice, camera, language and furigana ----------------------------------------------------
 
 
@@ -496,7 +468,6 @@ def test_every_screen_in_every_language_is_accessible(
     kiosk: Page, server: LiveServer, settings: Settings
 ) -> None:
     in_person = issue(server, settings, "certs")
-    remote = issue(server, settings, "care")
     screens = [
         "/kiosk/",
         "/kiosk/consult",
@@ -505,7 +476,6 @@ def test_every_screen_in_every_language_is_accessible(
         "/kiosk/language",
         f"/kiosk/tickets/{in_person.token}",
         f"/kiosk/tickets/{in_person.token}?printed=0",
-        f"/kiosk/tickets/{remote.token}",
         "/kiosk/tickets/AAAAAAAAAAAAAAAAAAAAAA",  # the error page
     ]
     for lang in LANGUAGES:

@@ -10,13 +10,14 @@ templates turn into a sentence (through ``_()``), so that messages can be transl
 - :mod:`.audit`: who did what, from an office's event stream;
 - :mod:`.kiosks`: kiosks, their enrollment codes, and the fleet page;
 - :mod:`.appointments`: each service's appointment slots.
+- :mod:`.form_library`: each office's forms library (PDFs sent to kiosks in calls).
 """
 
 from __future__ import annotations
 
 from starlette.routing import Route
 
-from . import appointments, kiosks
+from . import appointments, form_library, kiosks
 from .audit import audit
 from .offices import (
     counter_page,
@@ -83,4 +84,5 @@ routes = [
     Route("/admin/staff/{username}/totp/remove", remove_staff_totp, methods=["POST"]),
     *kiosks.routes,
     *appointments.routes,
+    *form_library.routes,
 ]

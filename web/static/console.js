@@ -10,6 +10,7 @@
  */
 import { ApiError, request } from "./console-api.js";
 import { compareIds, follow } from "./console-live.js";
+import { announcer, strings } from "./console-text.js";
 
 const root = document.getElementById("console");
 const office = root.dataset.office;
@@ -23,17 +24,8 @@ const counterPath = `${officePath}/counters/${encodeURIComponent(counterId)}`;
 const ticketPath = (id) => `${officePath}/tickets/${encodeURIComponent(id)}`;
 const SHORTCUT_KEY = "madoguchi.console.shortcut";
 
-const texts = {};
-for (const element of $("console-text").querySelectorAll("[data-text]")) {
-  texts[element.dataset.text] = element.textContent.trim();
-}
-
 /** The page's string ``key`` with its {placeholders} filled in. */
-function t(key, values = {}) {
-  return (texts[key] ?? key).replace(/\{(\w+)\}/g, (match, name) =>
-    name in values ? String(values[name]) : match,
-  );
-}
+const t = strings($("console-text"));
 
 const state = {
   status: null,
@@ -53,18 +45,8 @@ let live = null;
 
 // -- feedback ---------------------------------------------------------------------------
 
-let sayTimer = 0;
 /** Announce ``message`` in the polite live region; ``kind`` is "ok", "note" or "problem". */
-function say(message, kind = "ok") {
-  const region = $("feedback");
-  region.className = `feedback ${kind}`;
-  region.textContent = "";
-  // Emptied first and refilled a moment later, so that a repeated message is read again.
-  window.clearTimeout(sayTimer);
-  sayTimer = window.setTimeout(() => {
-    region.textContent = message;
-  }, 60);
-}
+const say = announcer($("feedback"));
 
 function failed(error) {
   if (!(error instanceof ApiError)) throw error;
