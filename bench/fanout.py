@@ -39,7 +39,11 @@ Memory per connection is the growth of the web processes' resident memory (with 
 helpers: the estimator runs in a process of its own) from before the connections to
 after, divided by the connections; "in all" is their whole resident memory then. CPU
 is the web processes' (and helpers') CPU time over the measured window, as a share of
-one core. The client processes and Redis share the same two cores, and are reported too.
+one core; of it, the event loops' (the web processes without their helpers), also per
+call and per message the watchers read: on a machine that others use too, these move
+much less than the latencies do. The client processes and Redis share the same two
+cores, and are reported too. ``--profile PATH`` samples the (first) event loop with
+py-spy over the measured window, for a look at where its time goes.
 
 Only 127.0.0.1 is ever contacted, and everything stops by itself.
 """
@@ -255,6 +259,49 @@ def rss_bytes(pids: list[int]) -> int:
     return total
 
 
+def event_loops(web: int, workers: int) -> list[int]:
+    """The processes that serve the connections: the web process itself, or its workers
+    (not the helpers they start, such as the estimator's process)."""
+    if workers == 1:
+        return [web]
+    return [pid for pid in descendants(web) if parent_of(pid) == web]
+
+
+def parent_of(pid: int) -> int:
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    return 0
+
+
+def profile(
+    pids: list[int], args: argparse.Namespace, watchers: str, workers: int
+) -> subprocess.Popen[bytes] | None:
+    """``py-spy`` sampling the first event loop over the measured window (``--profile``)."""
+    if not args.profile:
+        return None
+    out = Path(args.profile).with_suffix(f".{watchers}-{workers}.txt")
+    py_spy = Path(sys.executable).with_name("py-spy")
+    return subprocess.Popen(
+        [
+            str(py_spy),
+            "record",
+            "--pid",
+            str(pids[0]),
+            "--duration",
+            str(round(args.seconds)),
+            "--rate",
+            "200",
+            "--nonblocking",
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def raise_fd_limit() -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
@@ -283,13 +330,30 @@ class Result:
     calls: int
     latencies: list[float]
     missed: int
+    #: Messages the watchers read over the measured window (deliveries or not).
+    messages: int
     rss_before: int
     rss_after: int
     cpu_web: float
+    #: The event loops' share of ``cpu_web`` (the web processes without their helpers).
+    cpu_loops: float
     cpu_clients: float
     cpu_redis: float
     seconds: float
+    #: Seconds the CPU figures cover: the calls, then ``DRAIN``.
+    window: float
     redis_memory: int
+
+    @property
+    def loop_us_per_message(self) -> float:
+        """Event-loop CPU time per message read by a watcher, in microseconds."""
+        return self.cpu_loops * self.window / max(1, self.messages) * 1e6
+
+    @property
+    def loop_ms_per_call(self) -> float:
+        """Event-loop CPU time per call, in milliseconds: the steadier figure on a busy
+        machine (latencies move with whatever else runs there)."""
+        return self.cpu_loops * self.window / max(1, self.calls) * 1000
 
     def percentile(self, q: float) -> float:
         ordered = sorted(self.latencies)
@@ -532,16 +596,31 @@ def measure(args: argparse.Namespace, watchers: str, workers: int) -> Result:
         )
         time.sleep(SETTLE)
         web_pids = tree(web.pid)
+        loop_pids = event_loops(web.pid, workers)
         rss_after = rss_bytes(web_pids)
         client_pids = [p.pid for p, _ in clients]
-        cpu0 = (cpu_seconds(web_pids), cpu_seconds(client_pids), cpu_seconds([redis_pid]))
+        cpu0 = (
+            cpu_seconds(web_pids),
+            cpu_seconds(client_pids),
+            cpu_seconds([redis_pid]),
+            cpu_seconds(loop_pids),
+        )
+        profiler = profile(loop_pids, args, watchers, workers)
         t0 = time.monotonic()
+        window_start = time.time()
         calls = asyncio.run(call_at_rate(server.url, args.rate, args.seconds))
         window_end = time.time()
         time.sleep(DRAIN)
         elapsed = time.monotonic() - t0
         web_pids = tree(web.pid)
-        cpu1 = (cpu_seconds(web_pids), cpu_seconds(client_pids), cpu_seconds([redis_pid]))
+        cpu1 = (
+            cpu_seconds(web_pids),
+            cpu_seconds(client_pids),
+            cpu_seconds([redis_pid]),
+            cpu_seconds(loop_pids),
+        )
+        if profiler is not None:
+            profiler.wait(60)
         rss_after = max(rss_after, rss_bytes(web_pids))
         for process, _ in clients:
             assert process.stdin is not None
@@ -554,6 +633,12 @@ def measure(args: argparse.Namespace, watchers: str, workers: int) -> Result:
             with open(out_path, "rb") as found:
                 results.extend(pickle.load(found))
         latencies, missed = latencies_of(watchers, results, calls, window_end)
+        messages = sum(
+            1
+            for w in results
+            for when in [*(t for t, _ in w.got), *(t for t, _ in w.waits)]
+            if when >= window_start
+        )
         import redis
 
         info = redis.Redis.from_url(server.url).info("memory")
@@ -565,12 +650,15 @@ def measure(args: argparse.Namespace, watchers: str, workers: int) -> Result:
             calls=len(calls),
             latencies=latencies,
             missed=missed,
+            messages=messages,
             rss_before=rss_before,
             rss_after=rss_after,
             cpu_web=(cpu1[0] - cpu0[0]) / elapsed,
+            cpu_loops=(cpu1[3] - cpu0[3]) / elapsed,
             cpu_clients=(cpu1[1] - cpu0[1]) / elapsed,
             cpu_redis=(cpu1[2] - cpu0[2]) / elapsed,
             seconds=args.seconds,
+            window=elapsed,
             redis_memory=int(info["used_memory"]),
         )
     finally:
@@ -597,8 +685,9 @@ def report(results: list[Result], args: argparse.Namespace) -> str:
         f"{args.clients} client processes on the same machine.",
         "",
         "| watchers | web processes | deliveries | p50 ms | p99 ms | max ms | missed "
-        "| web RSS (all) | per connection | web CPU | clients CPU | Redis CPU |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| web RSS (all) | per connection | web CPU | of it event loops | loop CPU per call "
+        "| messages | loop CPU per message | clients CPU | Redis CPU |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         per = (r.rss_after - r.rss_before) / max(1, r.connected)
@@ -607,7 +696,9 @@ def report(results: list[Result], args: argparse.Namespace) -> str:
             f"| {r.percentile(0.5) * 1000:.0f} | {r.percentile(0.99) * 1000:.0f} "
             f"| {max(r.latencies, default=float('nan')) * 1000:.0f} | {r.missed} "
             f"| {r.rss_after / 2**20:.0f} MiB | {per / 1024:.1f} KiB "
-            f"| {r.cpu_web * 100:.0f} % | {r.cpu_clients * 100:.0f} % | {r.cpu_redis * 100:.0f} % |"
+            f"| {r.cpu_web * 100:.0f} % | {r.cpu_loops * 100:.0f} % "
+            f"| {r.loop_ms_per_call:.0f} ms | {r.messages:,} | {r.loop_us_per_message:.0f} µs "
+            f"| {r.cpu_clients * 100:.0f} % | {r.cpu_redis * 100:.0f} % |"
         )
     return "\n".join(lines)
 
@@ -635,6 +726,12 @@ def main() -> None:
         help="a setting for the web processes (repeatable), to see what it changes",
     )
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    parser.add_argument(
+        "--profile",
+        metavar="PATH",
+        help="sample the (first) web process with py-spy over the measured window; "
+        "collapsed stacks go to PATH.<watchers>-<workers>.txt",
+    )
     parser.add_argument("--client-plan", help=argparse.SUPPRESS)
     parser.add_argument("--client-out", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -668,6 +765,10 @@ def main() -> None:
                         "rss_mib": r.rss_after / 2**20,
                         "per_connection_kib": (r.rss_after - r.rss_before) / r.connected / 1024,
                         "web_cpu": r.cpu_web,
+                        "loop_cpu": r.cpu_loops,
+                        "loop_ms_per_call": r.loop_ms_per_call,
+                        "messages": r.messages,
+                        "loop_us_per_message": r.loop_us_per_message,
                     }
                     for r in results
                 ]

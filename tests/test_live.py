@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from redis.asyncio import Redis
+from starlette.types import Message
 
 from madoguchi.embedded import RedisServer, find_redis_server
 from madoguchi.queue import keys
 from madoguchi.queue.model import Office
 from madoguchi.queue.tickets import QueueClient
-from madoguchi.web.live import BACKLOG, Dropped, Event, EventHub, parse
+from madoguchi.web.live import BACKLOG, Broadcast, Dropped, Event, EventHub, parse
 
 from conftest import T0
 
@@ -85,3 +87,38 @@ def test_malformed_messages_are_ignored() -> None:
     assert parse(keys.live("moji"), "1-0 [1]") is None
     event = parse(keys.live("moji"), '1-0 {"type": "issued"}')
     assert event == Event("1-0", "moji", {"type": "issued"})
+
+
+async def test_a_broadcast_that_says_its_last_ends_every_response() -> None:
+    broadcast = Broadcast()
+    written: dict[str, list[tuple[bytes, bool]]] = {"early": [], "slow": [], "late": []}
+    caught_up = asyncio.Event()
+
+    def writer(name: str) -> Callable[[Message], Awaitable[None]]:
+        async def send(message: Message) -> None:
+            if name == "slow" and message["body"] == b"1":
+                await caught_up.wait()  # its buffer is full for a while
+            written[name].append((message["body"], message["more_body"]))
+
+        return send
+
+    broadcast.attach(writer("early"), 0)
+    broadcast.attach(writer("slow"), 0)
+    broadcast.publish(b"1", b"all of 1")
+    # A comment goes to the idle ones only, and is no new state.
+    broadcast.ping(b": keep-alive\n\n")
+    assert broadcast.version == 1
+    broadcast.publish(b"2", b"all of 2", last=True)
+    assert written["early"] == [(b"1", True), (b": keep-alive\n\n", True), (b"2", False)]
+    assert len(broadcast) == 1  # the slow one, still writing
+    caught_up.set()
+    for _ in range(10):
+        await asyncio.sleep(0)
+    # It caught up with the whole state, which ends its response too.
+    assert written["slow"] == [(b"1", True), (b"all of 2", False)]
+    assert len(broadcast) == 0
+    # Nothing more is written; one that comes later gets the whole state, and the end.
+    broadcast.ping(b": keep-alive\n\n")
+    broadcast.attach(writer("late"), 0)
+    assert written["late"] == [(b"all of 2", False)]
+    assert len(written["early"]) == 3

@@ -20,7 +20,8 @@ from madoguchi.queue import keys
 from madoguchi.queue.model import Channel, Office, TicketStatus
 from madoguchi.queue.tickets import QueueClient
 from madoguchi.settings import Settings
-from madoguchi.web.residents.view import positions
+from madoguchi.web.residents.view import TicketView, positions
+from madoguchi.web.residents.watch import ESTIMATE_SECONDS, QUIET_SECONDS, TicketFeed
 
 from conftest import CHEAP_HASHES, T0, shown
 
@@ -351,6 +352,8 @@ class Stream:
     status: int = 0
     gone: asyncio.Event = field(default_factory=asyncio.Event)
     started: asyncio.Event = field(default_factory=asyncio.Event)
+    #: The response is over (its last body said no more comes).
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
     raw: list[bytes] = field(default_factory=list)
 
     async def next(self) -> dict[str, str]:
@@ -400,6 +403,8 @@ async def sse(app: Starlette, path: str, last_event_id: str = "") -> AsyncIterat
             return
         chunk = message.get("body", b"")
         stream.raw.append(chunk)
+        if not message.get("more_body", False):
+            stream.ended.set()
         buffer += chunk
         while b"\n\n" in buffer:
             block, buffer = buffer.split(b"\n\n", 1)
@@ -474,9 +479,12 @@ async def test_the_ticket_page_is_live_and_resumes_after_a_dropped_connection(
         _, recalled = await stream.view()
         assert recalled["status"] == "called"
         assert recalled["recalls"] == 1
+        assert not stream.ended.is_set()
         await queue.no_show("kokurakita", mine.id, now=T0 + 70)
         _, ended = await stream.view()
         assert ended["status"] == "no_show"
+        # The ticket is closed: the stream says so and ends.
+        await asyncio.wait_for(stream.ended.wait(), 10)
 
 
 async def test_a_view_is_encoded_once_for_every_phone_and_only_when_it_changes(
@@ -500,8 +508,8 @@ async def test_a_view_is_encoded_once_for_every_phone_and_only_when_it_changes(
         assert one_next == two_next
         assert (first["position"], one_next["position"]) == (2, 1)
         assert one.raw[-1] == two.raw[-1]
-        # The same encoded string, not two equal ones.
-        assert one.raw[-1] == feeds[mine.id].message.encode()
+        # The same encoded message, not two equal ones.
+        assert one.raw[-1] is two.raw[-1] is feeds[mine.id].message
     assert (
         "kokurakita" not in app.state.ticket_watch._feeds
         or not app.state.ticket_watch._feeds["kokurakita"]
@@ -515,8 +523,98 @@ async def test_an_event_stream_of_a_closed_ticket_says_so_and_ends(
     mine = (await queue.issue("kokurakita", "certs", now=T0)).ticket
     await queue.cancel("kokurakita", mine.id, now=T0 + 1)
     async with sse(app, f"/o/kokurakita/t/{mine.token}/events") as stream:
-        _, view = await stream.view()
+        closed_id, view = await stream.view()
         assert view["status"] == "cancelled"
+        await asyncio.wait_for(stream.ended.wait(), 10)
+    # A phone that has seen the last view is told nothing more, and the stream ends.
+    async with sse(app, f"/o/kokurakita/t/{mine.token}/events", closed_id) as stream:
+        await asyncio.wait_for(stream.ended.wait(), 10)
+        assert stream.events.empty()
+
+
+async def test_events_at_a_counter_read_only_the_ticket_they_name(
+    app: Starlette, office: Office, queue: QueueClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await open_counters(queue, "certs")
+    first = (await queue.issue("kokurakita", "certs", now=T0)).ticket
+    second = (await queue.issue("kokurakita", "certs", now=T0 + 1)).ticket
+    async with (
+        sse(app, f"/o/kokurakita/t/{first.token}/events") as called,
+        sse(app, f"/o/kokurakita/t/{second.token}/events") as waiting,
+    ):
+        _, view = await waiting.view()
+        assert view["position"] == 2
+        await called.view()
+        await queue.call_next("kokurakita", "c1", now=T0 + 10)
+        _, view = await called.view()
+        assert view["status"] == "called"
+        _, view = await waiting.view()
+        assert view["position"] == 1
+        snapshots = 0
+        watch = app.state.ticket_watch
+        refresh = watch.refresh
+
+        async def counted(office: str, touched: Any, last: str) -> int:
+            nonlocal snapshots
+            snapshots += 1
+            return int(await refresh(office, touched, last))
+
+        monkeypatch.setattr(watch, "refresh", counted)
+        await queue.start("kokurakita", first.id, now=T0 + 20)
+        _, view = await called.view()
+        assert view["status"] == "serving"
+        await queue.finish("kokurakita", first.id, now=T0 + 30)
+        _, view = await called.view()
+        assert view["status"] == "done"
+        await asyncio.wait_for(called.ended.wait(), 10)
+        # Nobody moved in line: the office was not read again (a refresh reads it
+        # whole), and the other phone was sent nothing.
+        assert snapshots == 0
+        assert waiting.events.empty()
+        await queue.call_next("kokurakita", "c1", now=T0 + 40)
+        _, view = await waiting.view()
+        assert view["status"] == "called"
+        assert snapshots >= 1
+
+
+async def test_a_wait_that_moves_a_little_is_sent_at_most_so_often(
+    office: Office, queue: QueueClient
+) -> None:
+    ticket = (await queue.issue("kokurakita", "certs", now=T0)).ticket
+    feed = TicketFeed("kokurakita", ticket)
+    written: list[bytes] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        written.append(message["body"])
+
+    feed.stream.attach(send, feed.stream.version)
+
+    def view(position: int, wait: int) -> TicketView:
+        return TicketView("waiting", ticket.number, "certs", position, wait, wait - 5, wait + 5)
+
+    assert feed.update(view(4, 30), "1-0", now=100.0)
+    # Nothing new: nothing written.
+    assert not feed.update(view(4, 30), "1-1", now=101.0)
+    # A minute more or less: not worth waking the phone for, yet.
+    assert not feed.update(view(4, 31), "1-2", now=102.0)
+    assert len(written) == 1
+    # Its place in line is sent at once, with the wait as it is then.
+    assert feed.update(view(3, 29), "1-3", now=103.0)
+    assert json.loads(written[-1].split(b"data: ")[1])["wait"] == 29
+    # A wait that moved by much is sent at once too; by little, once enough time passed.
+    assert feed.update(view(3, 40), "1-4", now=104.0)
+    assert not feed.update(view(3, 41), "1-5", now=104.0 + ESTIMATE_SECONDS - 1)
+    assert feed.update(view(3, 41), "1-6", now=104.0 + ESTIMATE_SECONDS)
+    assert len(written) == 4
+    assert written[-1] is feed.message
+    assert feed.version == "1-6"
+    # A quiet stream gets a keep-alive comment now and then, and nothing new.
+    quiet = 104.0 + ESTIMATE_SECONDS
+    feed.keep_alive(quiet + QUIET_SECONDS - 1)
+    assert len(written) == 4
+    feed.keep_alive(quiet + QUIET_SECONDS)
+    assert written[-1] == b": keep-alive\n\n"
+    assert feed.message.startswith(b"id: 1-6\n")
 
 
 async def test_positions_agree_with_the_queue_scripts(office: Office, queue: QueueClient) -> None:

@@ -201,11 +201,16 @@ class Broadcast:
     connection that is still busy when the next message comes skips it, and is sent
     the whole state (``full``) once it has caught up; so a slow reader costs nothing
     but its own buffer, and nothing is queued for it.
+
+    A stream that has said its last (``publish(..., last=True)``) ends every response
+    with that message, and ends those that attach later with its whole state.
     """
 
     def __init__(self) -> None:
         self.version = 0
         self.full = b""
+        #: The last message ended every response: nothing more is written.
+        self.ended = False
         self._sinks: set[Sink] = set()
         self._finishing: set[asyncio.Future[None]] = set()
 
@@ -215,6 +220,9 @@ class Broadcast:
     def attach(self, send: Send, seen: int) -> Sink:
         """Write to ``send`` from now on; ``seen``: the version it already has."""
         sink = Sink(send, seen)
+        if self.ended:
+            self._write(sink, self.full if seen != self.version else b"")
+            return sink
         self._sinks.add(sink)
         if seen != self.version and not self._write(sink, self.full):
             self._sinks.discard(sink)
@@ -223,11 +231,24 @@ class Broadcast:
     def detach(self, sink: Sink) -> None:
         self._sinks.discard(sink)
 
-    def publish(self, message: bytes, full: bytes) -> None:
-        """Write ``message`` to every connection; ``full``: what one that missed some gets."""
+    def publish(self, message: bytes, full: bytes, *, last: bool = False) -> None:
+        """Write ``message`` to every connection; ``full``: what one that missed some gets;
+        ``last``: the message ends every response."""
         self.version += 1
         self.full = full
-        body: Message = {"type": "http.response.body", "body": message, "more_body": True}
+        self.ended = last
+        body = self._body(message)
+        failed = [sink for sink in self._sinks if not sink.busy and not self._send(sink, body)]
+        self._sinks.difference_update(failed)
+        if last:
+            # Those written to are over; a busy one ends once it has caught up.
+            self._sinks = {sink for sink in self._sinks if sink.busy}
+
+    def ping(self, chunk: bytes) -> None:
+        """Write ``chunk`` (a comment: no new state) to every connection that is idle."""
+        if self.ended:
+            return
+        body = self._body(chunk)
         failed = [sink for sink in self._sinks if not sink.busy and not self._send(sink, body)]
         self._sinks.difference_update(failed)
 
@@ -241,8 +262,11 @@ class Broadcast:
         for task in self._finishing:
             task.cancel()
 
+    def _body(self, chunk: bytes) -> Message:
+        return {"type": "http.response.body", "body": chunk, "more_body": not self.ended}
+
     def _write(self, sink: Sink, chunk: bytes) -> bool:
-        return self._send(sink, {"type": "http.response.body", "body": chunk, "more_body": True})
+        return self._send(sink, self._body(chunk))
 
     def _send(self, sink: Sink, message: Message) -> bool:
         """Write ``message``, or start to; ``False`` when the connection cannot take it."""
@@ -298,6 +322,8 @@ class Broadcast:
             sink.busy = False
         if sink.seen != self.version and sink in self._sinks and not self._write(sink, self.full):
             self._sinks.discard(sink)
+        if self.ended and not sink.busy:
+            self._sinks.discard(sink)
 
 
 def requested_after(connection: HTTPConnection) -> str:
@@ -314,6 +340,14 @@ def resume_after(connection: HTTPConnection) -> str:
     if after and not STREAM_ID.fullmatch(after):
         raise BadRequest(f'event id "{after[:40]}" is not a stream id such as 1700000000000-0')
     return after
+
+
+#: A server-sent event response's headers: never cached nor held back by a proxy.
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-store"),
+    (b"x-accel-buffering", b"no"),
+]
 
 
 def event_stream(events: AsyncIterator[str]) -> StreamingResponse:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,12 +46,12 @@ from .. import notifications
 from ..exceptions import HTTPError
 from ..forms import Form, read_form
 from ..i18n import BY_CODE, N_, Translator, catalogues_of, translator
-from ..live import event_stream, requested_after
+from ..live import requested_after
 from ..pages import STATIC, render
 from ..state import now_of, queue_of, waits_of
 from . import guard
 from .view import TicketView, counter_names, view_of
-from .watch import QUIET_SECONDS, RETRY_MS, TicketWatch, order
+from .watch import TicketStream, TicketWatch
 
 #: Problems a resident can meet, and the status each answers with.
 STATUS = {
@@ -341,29 +341,12 @@ async def ticket_events(request: Request) -> Response:
     after = requested_after(request)
     if after and not _stream_id(after):
         after = ""
-    return event_stream(_stream(watch_of(request), office.id, ticket, version, after))
+    return TicketStream(watch_of(request), office.id, ticket, version, after)
 
 
 def _stream_id(value: str) -> bool:
     ms, dash, seq = value.partition("-")
     return bool(dash) and ms.isdigit() and seq.isdigit() and len(value) <= 41
-
-
-async def _stream(
-    watch: TicketWatch, office: str, ticket: Ticket, version: str, after: str
-) -> AsyncIterator[str]:
-    yield f"retry: {RETRY_MS}\n\n"
-    async with watch.watch(office, ticket, version) as feed:
-        # A phone that has seen this view (or a later one) is not sent it again.
-        sent = feed.serial if after and order(feed.version) <= order(after) else -1
-        while True:
-            if feed.serial != sent:
-                sent = feed.serial
-                yield feed.message
-            if feed.view is not None and feed.view.closed:
-                return
-            if not await feed.changed(QUIET_SECONDS):
-                yield ": keep-alive\n\n"
 
 
 # -- cancelling ------------------------------------------------------------------------------

@@ -40,6 +40,22 @@ class TicketView:
     def closed(self) -> bool:
         return TicketStatus(self.status).closed
 
+    @property
+    def state(self) -> tuple[str | int | None, ...]:
+        """The fields as a plain tuple: kept to compare with the next view, it holds no
+        reference the garbage collector has to follow."""
+        return (
+            self.status,
+            self.number,
+            self.service,
+            self.position,
+            self.wait,
+            self.low,
+            self.high,
+            self.counter,
+            self.recalls,
+        )
+
     def to_json(self) -> dict[str, Any]:
         return {
             "status": self.status,
@@ -57,6 +73,19 @@ class TicketView:
     def encode(self) -> str:
         """Compact JSON on one line (an SSE ``data`` field)."""
         return json.dumps(self.to_json(), ensure_ascii=False, separators=(",", ":"))
+
+
+def only_the_wait_moved(
+    old: tuple[str | int | None, ...], new: tuple[str | int | None, ...]
+) -> bool:
+    """Whether two states (:attr:`TicketView.state`) of a ticket differ only in its wait,
+    and by little: less than five minutes (or than a fifth of the wait, if that is more)."""
+    if old[:4] != new[:4] or old[7:] != new[7:]:
+        return False
+    was, now = old[4], new[4]
+    if not isinstance(was, int) or not isinstance(now, int):
+        return False
+    return abs(now - was) < max(5, was // 5)
 
 
 def minutes(seconds: float) -> int:

@@ -4,9 +4,16 @@ Every phone that watches a ticket holds an SSE connection. Rather than work out 
 connection's view, the process keeps one :class:`TicketFeed` per watched ticket,
 shared by all the connections that show it (a resident may have two tabs open), and
 one follower task per office that has any. On each batch of the office's events the
-follower reads the office once (the wait board's snapshot and estimates), works out
-every watched ticket's view from it, and, only where a view changed, encodes it once
-as a server-sent event that all of the ticket's connections then send as it is.
+follower reads the office once (one snapshot gives every waiting ticket's place in
+line), works out every watched ticket's view from it, and, only where a view changed,
+encodes it once as a server-sent event and writes it to the ticket's connections
+itself (:class:`~..live.Broadcast`): no task per connection is woken, and a ticket
+whose place and estimate are the ones it had costs two comparisons and allocates
+nothing. When the estimates catch up with the events (simulating a long queue takes
+a while), only the estimates are looked at again, from the places already read; and
+events at a counter (a ticket starts, finishes, …), which move nobody in line, read
+again only the ticket they name. A wait that only moved by a minute or two is sent at
+most every :data:`ESTIMATE_SECONDS`, with the next change of place otherwise.
 
 Event ids are stream ids: the id of a view is the id of the office's latest event it
 reflects, so a phone that reconnects with ``Last-Event-ID`` is sent the current view
@@ -20,16 +27,19 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Collection
+from dataclasses import dataclass
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from ...queue.exceptions import NotFound, QueueError
 from ...queue.model import Estimate, Snapshot, Ticket, TicketStatus
 from ...queue.tickets import QueueClient
 from ...queue.waits import Board, WaitBoard
-from ..live import Dropped, Event, EventHub
-from .view import TicketView, counter_names, positions, view_of
+from ..live import SSE_HEADERS, Broadcast, Dropped, Event, EventHub
+from .view import TicketView, counter_names, only_the_wait_moved, positions, view_of
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +50,15 @@ QUIET_SECONDS = 20.0
 RETRY_MS = 3000
 #: Longest a refresh waits for the wait board before going on with the latest one.
 BOARD_WAIT = 0.05
+#: Least seconds between two views of a ticket that differ only by a little in the wait
+#: (the simulation's estimates move by a minute here and there each time it runs; a
+#: phone is not woken for that every second). Its place in line, its call, and a wait
+#: that moved by much are sent at once, with the wait as it is then.
+ESTIMATE_SECONDS = 30.0
+#: Events about a ticket held at a counter, which move nobody in line: a batch of only
+#: these reads again the tickets they name, not the whole office.
+AT_COUNTER = frozenset({"started", "finished", "no_show", "recalled"})
+KEEP_ALIVE = b": keep-alive\n\n"
 
 
 def order(stream_id: str) -> tuple[int, int]:
@@ -54,43 +73,98 @@ def sse(data: str, *, id: str = "", event: str = "") -> str:
 
 
 class TicketFeed:
-    """One ticket's latest view in this process, and the event that announces a new one."""
+    """One ticket's latest view in this process, written to every connection showing it."""
+
+    __slots__ = (
+        "estimate",
+        "office",
+        "place",
+        "sent",
+        "state",
+        "stream",
+        "ticket",
+        "version",
+        "watchers",
+        "written",
+    )
 
     def __init__(self, office: str, ticket: Ticket) -> None:
         self.office = office
         self.ticket = ticket
-        self.view: TicketView | None = None
-        #: The view as a server-sent event, encoded once for every connection.
-        self.message = ""
-        #: The stream id the view reflects, and a counter that changes with the view.
+        #: The view's fields (:attr:`TicketView.state`), to tell a new view from the last.
+        self.state: tuple[str | int | None, ...] = ()
+        #: The stream id the view reflects.
         self.version = ""
-        self.serial = 0
         self.watchers = 0
-        self.ready = asyncio.Event()
-        self._changed = asyncio.Event()
+        #: The ticket's connections; its ``full`` is the view as a server-sent event.
+        self.stream = Broadcast()
+        #: The place in line and the estimate the view was worked out from (0 and none
+        #: when it was not), so that a ticket for which neither changed is skipped.
+        self.place = 0
+        self.estimate: Estimate | None = None
+        #: When the view was last sent, and when anything was last written (a keep-alive
+        #: too), by the event loop's clock.
+        self.sent = 0.0
+        self.written = 0.0
 
-    def update(self, view: TicketView, version: str) -> bool:
-        """Take ``view`` as of stream id ``version``; whether it differs from the last."""
-        if view == self.view:
+    @property
+    def ready(self) -> bool:
+        return bool(self.state)
+
+    @property
+    def message(self) -> bytes:
+        """The view as a server-sent event, encoded once for every connection."""
+        return self.stream.full
+
+    @property
+    def closed(self) -> bool:
+        """The ticket is closed: its view is the last, and it ends every stream."""
+        return self.stream.ended
+
+    def update(self, view: TicketView, version: str, now: float) -> bool:
+        """Take ``view`` as of stream id ``version``, and write it to every connection if
+        it differs from the last (by more than a wait that moved a little, lately: see
+        :data:`ESTIMATE_SECONDS`); whether it did."""
+        state = view.state
+        if state == self.state:
             return False
-        self.view = view
+        if now - self.sent < ESTIMATE_SECONDS and only_the_wait_moved(self.state, state):
+            return False
+        self.state = state
         self.version = version
-        self.serial += 1
-        self.message = sse(view.encode(), id=version)
-        self.ready.set()
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
+        self.sent = self.written = now
+        message = sse(view.encode(), id=version).encode()
+        self.stream.publish(message, message, last=view.closed)
         return True
 
-    async def changed(self, seconds: float) -> bool:
-        """Wait for the next view, at most ``seconds``; whether one came."""
-        waiting = self._changed
-        try:
-            async with asyncio.timeout(seconds):
-                await waiting.wait()
-        except TimeoutError:
-            return False
-        return True
+    def keep_alive(self, now: float) -> None:
+        """A comment to connections not written to for a while (proxies drop idle ones)."""
+        if now - self.written >= QUIET_SECONDS:
+            self.written = now
+            self.stream.ping(KEEP_ALIVE)
+
+
+@dataclass(frozen=True)
+class Lines:
+    """What one snapshot of an office says about the tickets in it."""
+
+    #: The office's latest event that the snapshot reflects.
+    version: str
+    #: Every waiting ticket's place in its line, by ticket id.
+    places: dict[str, int]
+    #: The tickets held at counters (called or being served), by ticket id.
+    held: dict[str, Ticket]
+    #: Counter names by counter id.
+    names: dict[str, str]
+
+    @classmethod
+    def of(cls, snapshot: Snapshot) -> Lines:
+        return cls(
+            snapshot.last_event,
+            positions(snapshot),
+            {t.id: t for t in snapshot.held.values()},
+            counter_names(snapshot),
+        )
 
 
 class TicketWatch:
@@ -109,6 +183,9 @@ class TicketWatch:
         self._estimating: dict[str, asyncio.Future[Board]] = {}
         self._later: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[int]] = set()
+        #: The office's lines as of its latest refresh, and the board its views are from.
+        self._lines: dict[str, Lines] = {}
+        self._used: dict[str, Board | None] = {}
 
     @contextlib.asynccontextmanager
     async def watch(self, office: str, ticket: Ticket, version: str) -> AsyncIterator[TicketFeed]:
@@ -123,7 +200,7 @@ class TicketWatch:
         feed.watchers += 1
         try:
             self._follow(office)
-            if not feed.ready.is_set():
+            if not feed.ready:
                 # Before the follower's first round. (The follower listens before it
                 # reads, so nothing after the caller's read of the ticket is missed.)
                 board = await self._board(office, version, wait=None)
@@ -133,12 +210,15 @@ class TicketWatch:
                     estimate=_estimate(board, ticket),
                     counter_name=names.get(ticket.counter or "", ""),
                 )
-                feed.update(view, version)
+                feed.update(view, version, _now())
             yield feed
         finally:
             feed.watchers -= 1
             if feed.watchers <= 0 and feeds.get(ticket.id) is feed:
                 del feeds[ticket.id]
+                if not feeds:
+                    self._lines.pop(office, None)
+                    self._used.pop(office, None)
 
     def _follow(self, office: str) -> None:
         task = self._followers.get(office)
@@ -156,6 +236,9 @@ class TicketWatch:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._followers.clear()
+        for feeds in self._feeds.values():
+            for feed in feeds.values():
+                feed.stream.close()
 
     async def _follower(self, office: str) -> None:
         while self._feeds.get(office):
@@ -171,7 +254,10 @@ class TicketWatch:
                             continue
                         batch = [first, *_drain(listener.queue)]
                         touched = {str(e.data.get("ticket", "")) for e in batch}
-                        await self.refresh(office, touched, batch[-1].id)
+                        if all(e.type in AT_COUNTER for e in batch):
+                            await self.refresh_held(office, touched, batch[-1].id)
+                        else:
+                            await self.refresh(office, touched, batch[-1].id)
             except Dropped:
                 continue
             except (RedisConnectionError, RedisTimeoutError, OSError, QueueError) as exc:
@@ -197,26 +283,108 @@ class TicketWatch:
                 return 0
             board = await self._board(office, last)
             snapshot = await self.queue.snapshot(office, now=self.waits.clock())
-            if board is None or board.snapshot.last_event != snapshot.last_event:
+            self._lines[office] = lines = Lines.of(snapshot)
+            if board is None or board.snapshot.last_event != lines.version:
                 self._come_back(office)
-            version = snapshot.last_event
-            places = positions(snapshot)
-            held = {t.id: t for t in snapshot.held.values()}
-            names = counter_names(snapshot)
-            changed = 0
-            for ticket_id, feed in list(feeds.items()):
-                if ticket_id in places and ticket_id not in touched:
-                    ticket = feed.ticket
-                    view = view_of(
-                        ticket, position=places[ticket_id], estimate=_estimate(board, ticket)
-                    )
-                elif ticket_id in held and ticket_id not in touched:
-                    feed.ticket = ticket = held[ticket_id]
-                    view = view_of(ticket, counter_name=names.get(ticket.counter or "", ""))
-                else:
-                    view = await self._fresh_view(office, feed, board, snapshot)
-                changed += feed.update(view, version)
-            return changed
+            return await self._update(office, feeds, board, lines, touched)
+
+    async def refresh_held(self, office: str, touched: Collection[str], last: str) -> int:
+        """After events that moved nobody in line (:data:`AT_COUNTER`): read again only
+        the tickets they name; the places of the latest refresh stand. Returns how many
+        views changed."""
+        async with self._locks.setdefault(office, asyncio.Lock()):
+            feeds = self._feeds.get(office)
+            lines = self._lines.get(office)
+            if not feeds:
+                return 0
+            if lines is not None:
+                return await self._update_held(office, feeds, lines, touched, last)
+        return await self.refresh(office, touched, last)  # no places read yet
+
+    async def _update_held(
+        self,
+        office: str,
+        feeds: dict[str, TicketFeed],
+        lines: Lines,
+        touched: Collection[str],
+        last: str,
+    ) -> int:
+        board = await self._board(office, last)
+        # (An event read late is older than the snapshot: the views stay as of that.)
+        version = last if order(last) > order(lines.version) else lines.version
+        held = {k: v for k, v in lines.held.items() if k not in touched}
+        now = _now()
+        changed = 0
+        for ticket_id in touched:
+            feed = feeds.get(ticket_id)
+            if feed is None:
+                continue
+            feed.place, feed.estimate = 0, None
+            view = await self._fresh_view(office, feed, board, lines)
+            if feed.ticket.status in (TicketStatus.CALLED, TicketStatus.SERVING):
+                held[ticket_id] = feed.ticket
+            if view is not None:
+                changed += feed.update(view, version, now)
+        self._lines[office] = Lines(version, lines.places, held, lines.names)
+        if board is None or board.snapshot.last_event != version:
+            self._come_back(office)
+        return changed
+
+    async def reestimate(self, office: str) -> int:
+        """Look at the estimates again, from the places of the latest refresh (those are
+        still exact: any event since has a refresh of its own coming). Returns how many
+        views changed."""
+        if not self._feeds.get(office):
+            return 0
+        async with self._locks.setdefault(office, asyncio.Lock()):
+            feeds = self._feeds.get(office)
+            lines = self._lines.get(office)
+            if not feeds or lines is None:
+                return 0
+            board = await self._board(office, lines.version)
+            if board is None or board.snapshot.last_event != lines.version:
+                self._come_back(office)
+            if board is self._used.get(office):
+                return 0  # not recomputed yet
+            return await self._update(office, feeds, board, lines, (), read=False)
+
+    async def _update(
+        self,
+        office: str,
+        feeds: dict[str, TicketFeed],
+        board: Board | None,
+        lines: Lines,
+        touched: Collection[str],
+        *,
+        read: bool = True,
+    ) -> int:
+        """Work out the views of ``feeds`` and write those that changed; ``read``: read
+        again the tickets that are neither waiting nor held (else leave them be)."""
+        now = _now()
+        changed = 0
+        for ticket_id, feed in list(feeds.items()):
+            place = 0 if ticket_id in touched else lines.places.get(ticket_id, 0)
+            view: TicketView | None = None
+            if place:
+                estimate = _estimate(board, feed.ticket)
+                if place != feed.place or estimate is not feed.estimate:
+                    # (Either may have changed and the view not: minutes are rounded.)
+                    feed.place, feed.estimate = place, estimate
+                    view = view_of(feed.ticket, position=place, estimate=estimate)
+            else:
+                # Not known to be waiting: worked out in full, again next time.
+                feed.place, feed.estimate = 0, None
+                if ticket_id in lines.held and ticket_id not in touched:
+                    feed.ticket = ticket = lines.held[ticket_id]
+                    view = view_of(ticket, counter_name=lines.names.get(ticket.counter or "", ""))
+                elif read or ticket_id in touched:
+                    view = await self._fresh_view(office, feed, board, lines)
+            if view is not None and feed.update(view, lines.version, now):
+                changed += 1
+            else:
+                feed.keep_alive(now)
+        self._used[office] = board
+        return changed
 
     async def _board(
         self, office: str, last: str, *, wait: float | None = BOARD_WAIT
@@ -238,14 +406,14 @@ class TicketWatch:
         return board
 
     def _come_back(self, office: str) -> None:
-        """Refresh again shortly, for the estimates of a board being recomputed."""
+        """Look at the estimates again shortly, for a board being recomputed."""
         if office in self._later:
             return
         delay = max(self.waits.interval, BOARD_WAIT) + BOARD_WAIT
 
         def again() -> None:
             del self._later[office]
-            task = asyncio.create_task(self.refresh(office, (), ""))
+            task = asyncio.create_task(self.reestimate(office))
             self._tasks.add(task)
             task.add_done_callback(self._settled)
 
@@ -257,21 +425,65 @@ class TicketWatch:
             log.warning("ticket views not refreshed: %r", task.exception())
 
     async def _fresh_view(
-        self, office: str, feed: TicketFeed, board: Board | None, snapshot: Snapshot
-    ) -> TicketView:
-        """The view from the ticket itself, read again (it changed, or left the lines)."""
+        self, office: str, feed: TicketFeed, board: Board | None, lines: Lines
+    ) -> TicketView | None:
+        """The view from the ticket itself, read again (it changed, or left the lines);
+        ``None``: what was last shown stands."""
         try:
             ticket = await self.queue.ticket(office, feed.ticket.id, now=self.waits.clock())
         except NotFound:
             # Closed long enough ago to have expired.
-            return view_of(feed.ticket, position=0) if feed.view is None else feed.view
+            return view_of(feed.ticket, position=0) if not feed.ready else None
         feed.ticket = ticket
-        names = counter_names(snapshot)
         return view_of(
             ticket,
             estimate=_estimate(board, ticket),
-            counter_name=names.get(ticket.counter or "", ""),
+            counter_name=lines.names.get(ticket.counter or "", ""),
         )
+
+
+class TicketStream(Response):
+    """A ticket's view as server-sent events, resuming after ``after`` (a stream id).
+
+    The response's own task only waits for the client to leave: the ticket's feed
+    writes every view to it (see :class:`TicketFeed`), and ends it once the ticket is
+    closed.
+    """
+
+    def __init__(
+        self, watch: TicketWatch, office: str, ticket: Ticket, version: str, after: str
+    ) -> None:
+        super().__init__(status_code=200)
+        self.watch = watch
+        self.office = office
+        self.ticket = ticket
+        #: The office's latest event before the ticket was read.
+        self.version = version
+        self.after = after
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        retry = f"retry: {RETRY_MS}\n\n".encode()
+        await send({"type": "http.response.body", "body": retry, "more_body": True})
+        async with self.watch.watch(self.office, self.ticket, self.version) as feed:
+            stream = feed.stream
+            # A phone that has seen this view (or a later one) is not sent it again.
+            seen = bool(self.after) and order(feed.version) <= order(self.after)
+            sink = stream.attach(send, stream.version if seen else -1)
+            try:
+                # Ends when the client leaves, or once the feed has ended the response.
+                await _disconnected(receive)
+            finally:
+                stream.detach(sink)
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+def _now() -> float:
+    return asyncio.get_running_loop().time()
 
 
 def _observed(future: asyncio.Future[Board]) -> None:
