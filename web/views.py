@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import math
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -11,10 +13,17 @@ from ..queue.waits import Board
 
 
 def moment(seconds: float | None, zone: ZoneInfo) -> str | None:
-    """An ISO 8601 time in the office's zone."""
+    """An ISO 8601 time in the office's zone, to the second."""
     if seconds is None:
         return None
-    return datetime.fromtimestamp(seconds, zone).isoformat(timespec="seconds")
+    return _second(math.floor(seconds), zone)
+
+
+@functools.lru_cache(maxsize=4096)
+def _second(second: int, zone: ZoneInfo) -> str:
+    # Every response carries a few of these, mostly the same recent seconds: a time zone
+    # conversion each was a couple of per cent of a busy web process.
+    return datetime.fromtimestamp(second, zone).isoformat(timespec="seconds")
 
 
 def estimate(value: Estimate | None) -> dict[str, Any] | None:
