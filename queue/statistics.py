@@ -11,6 +11,14 @@ From its events it gets:
 - a **service time**, start to finish, when it was served (finished);
 - an outcome: served, no-show, cancelled by the resident, abandoned, or still open.
 
+A remote consultation is such a ticket too (its service is the topic the resident
+chose; a transfer does not move it). When its call ends, its ``consultation`` event
+adds a :class:`ConsultTally` entry under that topic: the outcome (completed,
+cancelled by the resident, kiosk lost), whether it was transferred, the wait until
+the call connected (or ended, when it never did) and the time talked; a later
+``consult_rated`` event adds the resident's rating (1-5). Both count only while the
+ticket's day is followed, as every other event.
+
 The share **served within the target** is, of the tickets that were called or
 abandoned, those called within the service's target wait: a resident who gave up
 was not served in time. The target is the service's first congestion band (the
@@ -121,6 +129,66 @@ class Tally:
         )
 
 
+#: The faces of the satisfaction question, 1 (bad) to 5 (good).
+FACES = (1, 2, 3, 4, 5)
+
+
+@dataclass
+class ConsultTally:
+    """The ended consultations of one topic issued on one day, or any merge of such."""
+
+    ended: int = 0
+    completed: int = 0
+    cancelled: int = 0
+    kiosk_lost: int = 0
+    #: Consultations transferred to another remote service at least once.
+    transferred: int = 0
+    #: Seconds from issue until the call connected (or ended, when it never did), one each.
+    waits: list[float] = field(default_factory=list)
+    #: Seconds talked, one per consultation that talked at all.
+    talks: list[float] = field(default_factory=list)
+    #: How many ratings gave each face, 1 to 5.
+    ratings: list[int] = field(default_factory=lambda: [0] * len(FACES))
+
+    def add(self, other: ConsultTally) -> None:
+        self.ended += other.ended
+        self.completed += other.completed
+        self.cancelled += other.cancelled
+        self.kiosk_lost += other.kiosk_lost
+        self.transferred += other.transferred
+        self.waits.extend(other.waits)
+        self.talks.extend(other.talks)
+        self.ratings = [a + b for a, b in zip(self.ratings, other.ratings, strict=True)]
+
+    def to_list(self) -> list[Any]:
+        return [
+            self.ended,
+            self.completed,
+            self.cancelled,
+            self.kiosk_lost,
+            self.transferred,
+            sorted(self.waits),
+            sorted(self.talks),
+            list(self.ratings),
+        ]
+
+    @classmethod
+    def from_list(cls, raw: Sequence[Any]) -> ConsultTally:
+        ended, completed, cancelled, kiosk_lost, transferred, waits, talks, ratings = raw
+        if len(ratings) != len(FACES):
+            raise ValueError(f"{len(ratings)} rating counts, not {len(FACES)}")
+        return cls(
+            int(ended),
+            int(completed),
+            int(cancelled),
+            int(kiosk_lost),
+            int(transferred),
+            [float(w) for w in waits],
+            [float(t) for t in talks],
+            [int(r) for r in ratings],
+        )
+
+
 @dataclass
 class DayStats:
     """One day of an office: a :class:`Tally` per service and hour that had tickets."""
@@ -129,16 +197,25 @@ class DayStats:
     #: True once the day's figures can no longer change (see the module docstring).
     final: bool
     cells: dict[tuple[str, int], Tally] = field(default_factory=dict)
+    #: The consultations of the day's tickets that ended, per topic.
+    consults: dict[str, ConsultTally] = field(default_factory=dict)
 
     def to_json(self) -> str:
-        """The compact form a roll-up stores: cells in order, their lists sorted."""
+        """The compact form a roll-up stores: cells in order, their lists sorted.
+
+        ``consults`` is there only for a day that had consultations, so a day without
+        any stores what it did before consultations were counted.
+        """
         cells = [
             [service, hour, *self.cells[service, hour].to_list()]
             for service, hour in sorted(self.cells)
         ]
-        return json.dumps(
-            {"v": VERSION, "day": self.day.isoformat(), "cells": cells}, separators=(",", ":")
-        )
+        data: dict[str, Any] = {"v": VERSION, "day": self.day.isoformat(), "cells": cells}
+        if self.consults:
+            data["consults"] = [
+                [topic, *self.consults[topic].to_list()] for topic in sorted(self.consults)
+            ]
+        return json.dumps(data, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, raw: str) -> DayStats:
@@ -146,7 +223,9 @@ class DayStats:
         if data.get("v") != VERSION:
             raise ValueError(f"roll-up version {data.get('v')!r} is not {VERSION}")
         cells = {(str(c[0]), int(c[1])): Tally.from_list(c[2:]) for c in data["cells"]}
-        return cls(date.fromisoformat(data["day"]), True, cells)
+        # A roll-up stored before consultations were counted has none.
+        consults = {str(c[0]): ConsultTally.from_list(c[1:]) for c in data.get("consults", [])}
+        return cls(date.fromisoformat(data["day"]), True, cells, consults)
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -208,6 +287,50 @@ def figures(cells: Iterable[tuple[str, Tally]], targets: Mapping[str, float]) ->
 
 
 @dataclass(frozen=True)
+class ConsultFigures:
+    """What a supervisor reads for a set of ended consultations. Times are seconds."""
+
+    ended: int
+    completed: int
+    cancelled: int
+    kiosk_lost: int
+    transferred: int
+    mean_wait: float | None
+    p90_wait: float | None
+    #: Of the consultations that talked at all.
+    mean_talk: float | None
+    #: How many ratings gave each face, 1 to 5.
+    faces: tuple[int, ...]
+
+    @property
+    def rated(self) -> int:
+        return sum(self.faces)
+
+    @property
+    def mean_rating(self) -> float | None:
+        if not self.rated:
+            return None
+        return sum(face * n for face, n in zip(FACES, self.faces, strict=True)) / self.rated
+
+
+def consult_figures(tallies: Iterable[ConsultTally]) -> ConsultFigures:
+    total = ConsultTally()
+    for tally in tallies:
+        total.add(tally)
+    return ConsultFigures(
+        ended=total.ended,
+        completed=total.completed,
+        cancelled=total.cancelled,
+        kiosk_lost=total.kiosk_lost,
+        transferred=total.transferred,
+        mean_wait=_mean(total.waits),
+        p90_wait=percentile(total.waits, 0.9) if total.waits else None,
+        mean_talk=_mean(total.talks),
+        faces=tuple(total.ratings),
+    )
+
+
+@dataclass(frozen=True)
 class Report:
     """An office's figures over a range of days, optionally of one service."""
 
@@ -264,6 +387,27 @@ class Report:
             (sid, figures(((s, t) for _, s, _, t in self.cells() if s == sid), self.targets))
             for sid in self.services()
         ]
+
+    def consult_cells(self) -> Iterable[tuple[date, str, ConsultTally]]:
+        for stats in self.days:
+            for topic, tally in sorted(stats.consults.items()):
+                if self.service is None or topic == self.service:
+                    yield stats.day, topic, tally
+
+    def consult_total(self) -> ConsultFigures:
+        return consult_figures(t for _, _, t in self.consult_cells())
+
+    def consultations(self) -> list[tuple[str, ConsultFigures]]:
+        """The consultations per topic, over the whole range."""
+        topics = sorted({topic for _, topic, _ in self.consult_cells()})
+        return [
+            (topic, consult_figures(t for _, s, t in self.consult_cells() if s == topic))
+            for topic in topics
+        ]
+
+    def consult_rows(self) -> list[tuple[date, str, ConsultFigures]]:
+        """One row per day and topic that had consultations end."""
+        return [(day, topic, consult_figures([t])) for day, topic, t in self.consult_cells()]
 
     def rows(self) -> list[tuple[date, int, str, Figures]]:
         """The finest grain: one row per day, hour and service that had tickets."""
@@ -398,6 +542,9 @@ class _Ticket:
     status: str = "waiting"
     wait: float | None = None
     took: float | None = None
+    #: Its consultation's ``consultation`` event, when it was one and its call ended.
+    consult: dict[str, Any] | None = None
+    rating: int | None = None
 
 
 _STATUS = {
@@ -443,7 +590,23 @@ class _Fold:
                 self.issued(t, event)
                 return
             ticket = self.tickets.get(str(event.get("ticket")))
-            if ticket is None or t >= ticket.until or kind not in _STATUS:
+            if ticket is None or t >= ticket.until:
+                return
+            if kind == "consultation":
+                ticket.consult = {
+                    "outcome": str(event["outcome"]),
+                    "waited": round(max(0.0, float(event["waited"] or 0)), 3),
+                    "talked": round(max(0.0, float(event["talked"] or 0)), 3),
+                    "transfers": int(event.get("transfers") or 0),
+                }
+                return
+            if kind == "consult_rated":
+                rating = int(event["rating"])
+                if rating not in FACES:
+                    raise ValueError(rating)
+                ticket.rating = rating
+                return
+            if kind not in _STATUS:
                 return
             ticket.status = _STATUS[kind]
             if kind == "called" and ticket.wait is None:
@@ -474,12 +637,38 @@ class _Fold:
                     tally.abandoned += 1
                 case "waiting" if day.final and not ticket.booked_ahead:
                     tally.abandoned += 1
+            if ticket.consult is not None:
+                self._consultation(day, ticket)
         for day in stats.values():
             for tally in day.cells.values():
                 # Sorted, as a stored roll-up has them: the same day always reads the same.
                 tally.waits.sort()
                 tally.service_times.sort()
+            for consults in day.consults.values():
+                consults.waits.sort()
+                consults.talks.sort()
         return {day: stats[day] for day in sorted(stats)}
+
+    @staticmethod
+    def _consultation(day: DayStats, ticket: _Ticket) -> None:
+        record = ticket.consult
+        assert record is not None
+        tally = day.consults.setdefault(ticket.service, ConsultTally())
+        tally.ended += 1
+        match record["outcome"]:
+            case "completed":
+                tally.completed += 1
+            case "cancelled":
+                tally.cancelled += 1
+            case "kiosk_lost":
+                tally.kiosk_lost += 1
+        if record["transfers"] > 0:
+            tally.transferred += 1
+        tally.waits.append(record["waited"])
+        if record["talked"] > 0:
+            tally.talks.append(record["talked"])
+        if ticket.rating is not None:
+            tally.ratings[ticket.rating - 1] += 1
 
 
 async def compute_days(

@@ -22,13 +22,16 @@ from rq.job import JobStatus
 from rq.registry import ScheduledJobRegistry
 from starlette.applications import Starlette
 
+from madoguchi.consult.calls import Call, Calls, CallState
+from madoguchi.consult.calls import Role as CallRole
 from madoguchi.queue import keys
 from madoguchi.queue.estimator import Estimates, Estimator
 from madoguchi.queue.jobs import job_queue, roll_up_day, roll_up_past_days
-from madoguchi.queue.model import CancelReason, Estimate, Office, Service, Snapshot
+from madoguchi.queue.model import CancelReason, Estimate, Office, Service, ServiceMode, Snapshot
 from madoguchi.queue.replay import Outcome, Row, Trace, load_trace, replay
 from madoguchi.queue.statistics import (
     GRACE_SECONDS,
+    ConsultFigures,
     DayStats,
     Figures,
     Report,
@@ -37,11 +40,12 @@ from madoguchi.queue.statistics import (
     day_start,
     day_stats,
     figures,
+    roll_up,
 )
 from madoguchi.queue.tickets import QueueClient
 from madoguchi.settings import Settings
 from madoguchi.web.accounts import AccountStore, Role, StaffAccount
-from madoguchi.web.stats import CSV_COLUMNS
+from madoguchi.web.stats import CONSULT_CSV_COLUMNS, CSV_COLUMNS
 
 from conftest import OFFICE, SERVICES, T0, run_job
 
@@ -570,3 +574,223 @@ async def test_a_supervisor_of_no_office(app: Starlette, client: httpx.AsyncClie
 def test_one_wait_is_its_own_percentile() -> None:
     one = figures([("certs", Tally(issued=1, abandoned=1, waits=[120.0]))], {})
     assert (one.mean_wait, one.p90_wait, one.within, one.share_within) == (120.0, 120.0, 1, 0.5)
+
+
+# -- video consultations ----------------------------------------------------------------------
+
+
+PENSION = Service("pension", "P", "国保・年金", "Insurance and pension", mode=ServiceMode.REMOTE)
+CONSULT_DAY = date(2026, 11, 26)
+
+
+async def consult_day(queue: QueueClient) -> list[Call]:
+    """Four consultations at ``kokurakita`` on the day of T0, ended; two rated.
+
+    care: completed (rated 5); completed after a transfer to pension (rated 2); cancelled
+    by the resident before anyone answered. pension: the kiosk lost while connected.
+    """
+    o = OFFICE.id
+    await queue.put_service(o, PENSION, now=T0)
+    calls = Calls(queue, ring_seconds=30, reconnect_seconds=20)
+
+    a = await calls.request(o, "k1", "care", now=T0)
+    await calls.join(o, a.ticket, kiosk="k1", connection="a-k", now=T0 + 1)
+    await calls.accept(o, "clerk", ("care",), now=T0 + 60)
+    await calls.join(o, a.ticket, staff="clerk", connection="a-s", now=T0 + 62)
+    await calls.end(o, a.ticket, CallRole.SPECIALIST, "clerk", now=T0 + 362)
+    await calls.rate(o, a.ticket, "k1", 5, now=T0 + 370)
+
+    b = await calls.request(o, "k2", "care", now=T0 + 400)
+    await calls.join(o, b.ticket, kiosk="k2", connection="b-k", now=T0 + 401)
+    await calls.accept(o, "clerk", ("care",), now=T0 + 460)
+    await calls.join(o, b.ticket, staff="clerk", connection="b-s", now=T0 + 470)
+    await calls.transfer(o, b.ticket, "clerk", "pension", now=T0 + 530)
+    await calls.accept(o, "pensions", ("pension",), now=T0 + 600)
+    await calls.join(o, b.ticket, staff="pensions", connection="b-p", now=T0 + 610)
+    await calls.end(o, b.ticket, CallRole.KIOSK, "k2", now=T0 + 910)
+    await calls.rate(o, b.ticket, "k2", 2, now=T0 + 920)
+
+    c = await calls.request(o, "k3", "care", now=T0 + 1000)
+    await calls.join(o, c.ticket, kiosk="k3", connection="c-k", now=T0 + 1001)
+    await calls.end(o, c.ticket, CallRole.KIOSK, "k3", now=T0 + 1100)
+
+    d = await calls.request(o, "k4", "pension", now=T0 + 1200)
+    await calls.join(o, d.ticket, kiosk="k4", connection="d-k", now=T0 + 1201)
+    await calls.accept(o, "pensions", ("pension",), now=T0 + 1230)
+    await calls.join(o, d.ticket, staff="pensions", connection="d-s", now=T0 + 1240)
+    await calls.leave(o, d.ticket, CallRole.KIOSK, connection="d-k", now=T0 + 1300)
+    assert await calls.expire_due(T0 + 1320) == 1
+
+    ended = [await calls.get(o, call.ticket) for call in (a, b, c, d)]
+    assert [call.state for call in ended] == [CallState.ENDED] * 4
+    return ended
+
+
+def expected_consultations(ended: list[Call]) -> dict[str, ConsultFigures]:
+    """Per topic, straight from the calls' own records."""
+    topics: dict[str, list[Call]] = {}
+    for call in ended:
+        topics.setdefault(call.topic, []).append(call)
+    found = {}
+    for topic, group in topics.items():
+        waits = [float(call.waited or 0) for call in group]
+        talks = [call.talked for call in group if call.talked > 0]
+        found[topic] = ConsultFigures(
+            ended=len(group),
+            completed=sum(call.reason == "completed" for call in group),
+            cancelled=sum(call.reason == "cancelled" for call in group),
+            kiosk_lost=sum(call.reason == "kiosk_lost" for call in group),
+            transferred=sum(call.transfers > 0 for call in group),
+            mean_wait=stdstats.fmean(waits),
+            p90_wait=p90(waits),
+            mean_talk=stdstats.fmean(talks) if talks else None,
+            faces=tuple(sum(call.rating == face for call in group) for face in range(1, 6)),
+        )
+    return found
+
+
+def consult_close(got: ConsultFigures, want: ConsultFigures) -> None:
+    assert (got.ended, got.completed, got.cancelled, got.kiosk_lost, got.transferred) == (
+        want.ended,
+        want.completed,
+        want.cancelled,
+        want.kiosk_lost,
+        want.transferred,
+    )
+    assert got.faces == want.faces
+    for name in ("mean_wait", "p90_wait", "mean_talk"):
+        assert getattr(got, name) == pytest.approx(getattr(want, name), abs=2e-3), name
+
+
+async def test_consultations_per_topic(queue: QueueClient, office: Office) -> None:
+    ended = await consult_day(queue)
+    want = expected_consultations(ended)
+    # The day as worked out by hand agrees with the calls' records.
+    care, pension = want["care"], want["pension"]
+    assert (care.ended, care.completed, care.cancelled, care.transferred) == (3, 2, 1, 1)
+    assert care.mean_wait == pytest.approx((62 + 70 + 100) / 3)
+    assert care.p90_wait == pytest.approx(70 + 0.8 * 30)
+    assert care.mean_talk == pytest.approx((300 + 60 + 300) / 2)
+    assert (care.faces, care.rated, care.mean_rating) == ((0, 1, 0, 0, 1), 2, 3.5)
+    assert (pension.ended, pension.kiosk_lost, pension.mean_talk) == (1, 1, 80)
+    assert (pension.rated, pension.mean_rating) == (0, None)
+
+    live = (await compute_days(queue.redis, office, [CONSULT_DAY], T0 + 2000))[CONSULT_DAY]
+    report = Report(office, [live], {})
+    got = dict(report.consultations())
+    assert set(got) == {"care", "pension"}
+    for topic in got:
+        consult_close(got[topic], want[topic])
+    total = report.consult_total()
+    assert (total.ended, total.completed, total.cancelled, total.kiosk_lost) == (4, 2, 1, 1)
+    assert total.faces == (0, 1, 0, 0, 1)
+    only = Report(office, [live], {}, "pension").consultations()
+    assert [topic for topic, _ in only] == ["pension"]
+    # The tickets count as ever: a consultation is a ticket of its topic.
+    assert sum(t.issued for (s, _), t in live.cells.items() if s == "care") == 3
+
+    # Final, stored and read back: the same figures; a rating after the day is final is not.
+    final = after_the_day(CONSULT_DAY)
+    done = (await compute_days(queue.redis, office, [CONSULT_DAY], final))[CONSULT_DAY]
+    assert done.consults == live.consults
+    calls = Calls(queue, ring_seconds=30, reconnect_seconds=20)
+    await calls.rate(OFFICE.id, ended[2].ticket, "k3", 1, now=final + 10)
+    later = (await compute_days(queue.redis, office, [CONSULT_DAY], final + 20))[CONSULT_DAY]
+    assert later == done
+    assert DayStats.from_json(done.to_json()) == done
+    await roll_up(queue.redis, office, [CONSULT_DAY], final)
+    await queue.redis.delete(keys.events(OFFICE.id))
+    (stored,) = await day_stats(queue.redis, office, CONSULT_DAY, CONSULT_DAY, final)
+    assert stored == done
+
+
+def test_a_roll_up_without_consultations_reads_as_none() -> None:
+    before = '{"v":1,"day":"2026-11-04","cells":[["certs",9,1,1,0,0,0,[60.0],[120.0]]]}'
+    stats = DayStats.from_json(before)
+    assert stats.consults == {}
+    assert stats.cells == {("certs", 9): tally(1, served=1, waits=[60.0], service_times=[120.0])}
+    # A day without consultations stores what it did before they were counted.
+    assert stats.to_json() == before
+    nothing = Report(OFFICE, [stats], {})
+    assert nothing.consultations() == []
+    assert (nothing.consult_total().ended, nothing.consult_total().mean_wait) == (0, None)
+
+
+CONSULT_RANGE = {"office": OFFICE.id, "from": "2026-11-26", "to": "2026-11-26"}
+
+
+async def test_page_and_csv_show_consultations(
+    app: Starlette, client: httpx.AsyncClient, queue: QueueClient
+) -> None:
+    headers = await signed_in(app, "mori", Role.SUPERVISOR, (OFFICE.id,))
+    quiet = await client.get("/staff/stats", params=CONSULT_RANGE, headers=headers)
+    assert 'id="table-consultations"' not in quiet.text
+    ended = await consult_day(queue)
+    app.state.offset = 2000.0
+    headers = await signed_in(app, "kudo", Role.SUPERVISOR, (OFFICE.id,))
+    want = expected_consultations(ended)
+
+    page = (await client.get("/staff/stats", params=CONSULT_RANGE, headers=headers)).text
+    assert '<h2 id="consultations-heading">Video consultations</h2>' in page
+    assert '<caption id="table-consultations-caption">Video consultations per topic' in page
+    table = page[page.index('id="table-consultations"') :]
+    table = table[: table.index("</table>")]
+    rows = re.findall(r'<th scope="row">([^<]+)</th>\s*((?:<td>[^<]*</td>)+)', table)
+    cells = {label: re.findall(r"<td>([^<]*)</td>", tds) for label, tds in rows}
+    care = want["care"]
+    wait, p90_wait, talk = care.mean_wait, care.p90_wait, care.mean_talk
+    assert wait is not None
+    assert p90_wait is not None
+    assert talk is not None
+    assert cells["Long-term care"] == [
+        "3",
+        "2",
+        "1",
+        "0",
+        "1",
+        f"{wait / 60:.1f}",
+        f"{p90_wait / 60:.1f}",
+        f"{talk / 60:.1f}",
+        "2",
+        "3.50",
+        "0",
+        "1",
+        "0",
+        "0",
+        "1",
+    ]
+    assert cells["Insurance and pension"][:5] == ["1", "0", "0", "1", "0"]
+    assert cells["Insurance and pension"][8:10] == ["0", "–"]
+    assert cells["All topics"][:5] == ["4", "2", "1", "1", "1"]
+    link = "office=kokurakita&amp;from=2026-11-26&amp;to=2026-11-26&amp;table=consultations"
+    assert f'href="/staff/stats.csv?{link}"' in page
+
+    export = await client.get(
+        "/staff/stats.csv", params=CONSULT_RANGE | {"table": "consultations"}, headers=headers
+    )
+    assert export.status_code == 200
+    assert export.headers["content-disposition"] == (
+        'attachment; filename="madoguchi-kokurakita-2026-11-26-2026-11-26-consultations.csv"'
+    )
+    lines = list(csv.DictReader(io.StringIO(export.content.decode("utf-8-sig"))))
+    assert list(lines[0]) == list(CONSULT_CSV_COLUMNS)
+    by_topic = {line["service"]: line for line in lines}
+    assert set(by_topic) == {"care", "pension"}
+    line = by_topic["care"]
+    assert (line["date"], line["service_name_ja"], line["ended"], line["transferred"]) == (
+        "2026-11-26",
+        "介護",
+        "3",
+        "1",
+    )
+    assert float(line["p90_wait_min"]) == pytest.approx(p90_wait / 60, abs=0.005)
+    assert float(line["mean_talk_min"]) == pytest.approx(talk / 60, abs=0.005)
+    assert [line[f"rating_{face}"] for face in range(1, 6)] == ["0", "1", "0", "0", "1"]
+    assert (line["ratings"], line["mean_rating"]) == ("2", "3.50")
+    assert by_topic["pension"]["mean_rating"] == ""
+
+    bad = await client.get(
+        "/staff/stats.csv", params=CONSULT_RANGE | {"table": "calls"}, headers=headers
+    )
+    assert bad.status_code == 400
+    assert '"table" is "tickets" or "consultations"' in bad.json()["error"]["message"]

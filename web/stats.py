@@ -1,7 +1,9 @@
 """Statistics for supervisors: ``/staff/stats`` (tables and charts) and ``/staff/stats.csv``.
 
 Both take ``office``, ``from`` and ``to`` (``YYYY-MM-DD``, office time zone; by
-default the last 7 days up to today) and an optional ``service``. Supervisors see
+default the last 7 days up to today) and an optional ``service``; the CSV with
+``table=consultations`` has the video consultations per day and topic instead of the
+tickets per day, hour and service. Supervisors see
 the offices they work at, admins every office. The figures come from
 :mod:`madoguchi.queue.statistics`: roll-ups for past days, the event stream for today.
 
@@ -32,7 +34,7 @@ from ..queue import statistics
 from ..queue.exceptions import NotFound, QueueError
 from ..queue.keys import SLUG
 from ..queue.model import Office, Service
-from ..queue.statistics import Figures, Report
+from ..queue.statistics import FACES, ConsultFigures, Figures, Report
 from .accounts import Role
 from .exceptions import BadRequest, Forbidden, HTTPError
 from .pages import render
@@ -61,6 +63,25 @@ CSV_COLUMNS = (
     "within_target",
     "within_target_share",
 )
+CONSULT_CSV_COLUMNS = (
+    "date",
+    "service",
+    "service_name_ja",
+    "service_name_en",
+    "ended",
+    "completed",
+    "cancelled",
+    "kiosk_lost",
+    "transferred",
+    "mean_wait_min",
+    "p90_wait_min",
+    "mean_talk_min",
+    "ratings",
+    "mean_rating",
+    *(f"rating_{face}" for face in FACES),
+)
+#: The CSV's tables: ``table=`` in its query.
+CSV_TABLES = ("tickets", "consultations")
 
 
 # -- the request ------------------------------------------------------------------------------
@@ -174,6 +195,10 @@ def minutes(seconds: float | None) -> str:
 
 def percent(share: float | None) -> str:
     return "–" if share is None else f"{share * 100:.0f} %"
+
+
+def rating(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
 
 
 # -- charts -----------------------------------------------------------------------------------
@@ -422,6 +447,8 @@ async def page(request: Request) -> Response:
         "minutes": minutes,
         "percent": percent,
         "cells": figures_row,
+        "consult_cells": consult_row,
+        "faces": FACES,
     }
     if not offices and not request.query_params.get("office"):
         return render(request, "staff/stats.html", context)  # says to ask for an office
@@ -438,6 +465,8 @@ async def page(request: Request) -> Response:
         "report": report,
         "total": report.total(),
         "charts": charts(report, name),
+        "consultations": [(name(topic), f) for topic, f in report.consultations()],
+        "consult_total": report.consult_total(),
     }
     return render(request, "staff/stats.html", context)
 
@@ -481,18 +510,53 @@ def csv_rows(report: Report, services: dict[str, Service]) -> list[list[str]]:
     return rows
 
 
+def consult_csv_rows(report: Report, services: dict[str, Service]) -> list[list[str]]:
+    rows = []
+    for day, sid, f in report.consult_rows():
+        service = services.get(sid)
+        rows.append(
+            [
+                day.isoformat(),
+                sid,
+                _csv_text(service.name_ja if service else ""),
+                _csv_text(service.name_en if service else ""),
+                str(f.ended),
+                str(f.completed),
+                str(f.cancelled),
+                str(f.kiosk_lost),
+                str(f.transferred),
+                _number(None if f.mean_wait is None else f.mean_wait / 60, 2),
+                _number(None if f.p90_wait is None else f.p90_wait / 60, 2),
+                _number(None if f.mean_talk is None else f.mean_talk / 60, 2),
+                str(f.rated),
+                _number(f.mean_rating, 2),
+                *(str(n) for n in f.faces),
+            ]
+        )
+    return rows
+
+
 async def export(request: Request) -> Response:
     staff = await require(request, Role.SUPERVISOR)
+    table = request.query_params.get("table", "").strip() or "tickets"
+    if table not in CSV_TABLES:
+        raise BadRequest(f'"table" is "tickets" or "consultations", not "{table[:20]}"')
     query = await read_query(request, staff, await visible_offices(request, staff))
     services = await office_services(request, query.office)
     report = await build_report(request, query, services)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
-    writer.writerows(csv_rows(report, services))
+    if table == "consultations":
+        writer.writerow(CONSULT_CSV_COLUMNS)
+        writer.writerows(consult_csv_rows(report, services))
+    else:
+        writer.writerow(CSV_COLUMNS)
+        writer.writerows(csv_rows(report, services))
     name = f"madoguchi-{query.office.id}-{query.first}-{query.last}"
     if query.service:
         name += f"-{query.service}"
+    if table == "consultations":
+        name += "-consultations"
     return Response(
         "\ufeff" + out.getvalue(),
         media_type="text/csv; charset=utf-8",
@@ -514,6 +578,23 @@ def figures_row(f: Figures) -> list[str]:
         minutes(f.p90_wait),
         percent(f.share_within),
         minutes(f.mean_service),
+    ]
+
+
+def consult_row(f: ConsultFigures) -> list[str]:
+    """The cells of a row of the consultations table, in the order of its columns."""
+    return [
+        str(f.ended),
+        str(f.completed),
+        str(f.cancelled),
+        str(f.kiosk_lost),
+        str(f.transferred),
+        minutes(f.mean_wait),
+        minutes(f.p90_wait),
+        minutes(f.mean_talk),
+        str(f.rated),
+        rating(f.mean_rating),
+        *(str(n) for n in f.faces),
     ]
 
 

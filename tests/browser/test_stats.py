@@ -1,5 +1,6 @@
 """The statistics page in a real browser: charts and tables of a replayed day, the filters,
-the CSV download, a bad range, and zero axe-core violations throughout."""
+the CSV download, a bad range, the video consultations table, and zero axe-core violations
+throughout."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 from playwright.sync_api import BrowserContext, expect
 from redis.asyncio import Redis
+from test_statistics import consult_day
 
 from madoguchi.queue.estimator import Estimates, Estimator
 from madoguchi.queue.model import Estimate, Snapshot
@@ -138,4 +140,35 @@ def test_an_office_without_tickets(
     expect(page.locator("#empty")).to_be_visible()
     expect(page.locator("svg[role=img]")).to_have_count(0)
     expect(page.get_by_label("To", exact=True)).to_have_value(date(2026, 11, 26).isoformat())
+    assert_accessible(page)
+
+
+async def _consultations(settings: Settings) -> None:
+    redis = Redis.from_url(str(settings.redis_url), decode_responses=True)
+    try:
+        await consult_day(QueueClient(redis, settings))
+    finally:
+        await redis.aclose()
+
+
+def test_video_consultations(
+    context: BrowserContext,
+    server: LiveServer,
+    settings: Settings,
+    make_staff: Callable[..., StaffAccount],
+) -> None:
+    run_async(_consultations(settings))
+    server.clock.offset = 2000.0  # type: ignore[attr-defined]
+    make_staff("mori", Role.SUPERVISOR)
+    page = context.new_page()
+    sign_in(page, "mori")
+    page.goto("/staff/stats?office=kokurakita")
+    expect(page.get_by_role("heading", name="Video consultations")).to_be_visible()
+    table = page.get_by_role("table", name="Video consultations per topic")
+    expect(table.get_by_role("row")).to_have_count(4)  # a header, two topics, all topics
+    care = table.get_by_role("row", name="Long-term care")
+    expect(care.get_by_role("cell")).to_have_count(15)
+    expect(care.get_by_role("cell").nth(0)).to_have_text("3")  # ended
+    expect(care.get_by_role("cell").nth(9)).to_have_text("3.50")  # mean rating of 5 and 2
+    expect(table.get_by_role("row", name="All topics").get_by_role("cell").nth(0)).to_have_text("4")
     assert_accessible(page)
