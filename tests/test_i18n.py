@@ -389,6 +389,15 @@ def test_ruby_keeps_okurigana_outside_and_reads_counters() -> None:
     assert furigana.ruby("1人、10分") == (
         "1<ruby>人<rt>ひとり</rt></ruby>、10<ruby>分<rt>ぷん</rt></ruby>"
     )
+    # A person on their own is ひと; the dictionary alone says にん.
+    assert furigana.ruby("係の人に 聞いて") == (
+        "<ruby>係<rt>かかり</rt></ruby>の<ruby>人<rt>ひと</rt></ruby>に "
+        "<ruby>聞<rt>き</rt></ruby>いて"
+    )
+    assert furigana.ruby("まって いる 人、日本人、二人") == (
+        "まって いる <ruby>人<rt>ひと</rt></ruby>、<ruby>日本人<rt>にほんじん</rt></ruby>、"
+        "<ruby>二人<rt>ふたり</rt></ruby>"
+    )
 
 
 def test_explicit_readings_win_in_either_notation() -> None:

@@ -220,7 +220,10 @@ def _dictionary(text: str) -> Iterator[str]:
         yield escape(text)  # the dictionary lost something: better no reading than a wrong text
         return
     for item in items:
-        for part, reading in _align(item["orig"], item["hira"]):
+        # On its own, 人 is a person, ひと (the dictionary says にん; a count after a number,
+        # 3人, is read by _words before the dictionary is asked).
+        hira = "ひと" if item["orig"] == "人" else item["hira"]
+        for part, reading in _align(item["orig"], hira):
             if reading is None or not _HAS_KANJI.search(part):
                 yield escape(part)
             else:
