@@ -432,6 +432,10 @@ def _print_welcome(settings: Settings, redis_url: str, *, with_demo: bool) -> No
             "-H 'Content-Type: application/json' "
             """-d '{"service": "certs", "channel": "web"}'""",
             "",
+            "A video consultation: enroll a kiosk of 小倉北区役所 (below) in a browser with",
+            "a camera, touch 担当者と話す and a topic there, and take the call as tanaka at",
+            f"  {base}/staff/consult/kokurakita",
+            "",
             "Ward offices and their branch kiosks. To enroll a kiosk, sign in as admin, issue",
             f"its code at {base}/admin/kiosks/ID, and enter it at {base}/kiosk/enroll:",
         ]

@@ -378,7 +378,7 @@ LOGINS: tuple[DemoLogin, ...] = (
             ("kokurakita",),
             ("insurance", "childcare", "care", *_REMOTE),
         ),
-        "/staff/console",
+        "/staff/consult/kokurakita",
     ),
 )
 

@@ -302,13 +302,16 @@ def test_demo_prints_what_to_open_and_working_logins(start: Start) -> None:
     by_id = served.url(f"/api/v1/offices/kokurakita/tickets/{ticket['id']}")
     assert httpx.get(by_id, timeout=5).status_code == 401
     staff = httpx.Client(timeout=5)
-    for username, _, _ in logins:
+    for username, _, opens in logins:
         signed = staff.post(
             served.url("/api/v1/session"),
             json={"username": username, "password": password.group(1)},
         )
         assert signed.status_code == 200, signed.text
+        page = staff.get(opens, follow_redirects=True)
+        assert page.status_code == 200, f"{username}: {opens}"
     assert staff.get(by_id).status_code == 200  # the client keeps the last one's cookie
+    assert served.url("/staff/consult/kokurakita") in served.welcome
 
     # The worker closes today's leftovers as the nightly job would.
     today = datetime.now(ZoneInfo("Asia/Tokyo")).date().isoformat()
