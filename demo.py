@@ -307,15 +307,15 @@ FORMS: tuple[tuple[str, str, str, tuple[str, ...], int], ...] = (
     (
         "介護保険 要介護・要支援認定 申請書",
         "care-application.pdf",
-        "Long-term care: application for certification",
-        ("Name", "Date of birth", "Address", "Insurance number", "Reason"),
+        "介護保険 要介護・要支援認定 申請書",
+        ("氏名（ふりがな）", "生年月日", "住所", "被保険者番号", "申請の理由"),
         2,
     ),
     (
         "児童手当 認定請求書",
         "child-allowance.pdf",
-        "Child allowance: claim",
-        ("Name", "Address", "Children", "Bank account"),
+        "児童手当 認定請求書",
+        ("請求者の氏名", "住所", "児童の氏名・生年月日", "振込先の口座"),
         1,
     ),
 )

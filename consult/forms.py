@@ -127,7 +127,17 @@ def render(data: bytes) -> list[bytes]:
 def sample_pdf(heading: str, fields: list[str], *, pages: int = 1) -> bytes:
     """A simple A4 form drawn in code (a heading, then a box per field): the demo's forms
     and the tests' PDFs."""
-    from PIL import Image, ImageDraw  # only here: rendering needs no drawing
+    from PIL import Image, ImageDraw, ImageFont  # only here: rendering needs no drawing
+
+    from ..kiosk.printing import FontMissing, font_path
+
+    try:
+        japanese: str | None = str(font_path())
+    except FontMissing:
+        japanese = None  # Latin text still draws; Japanese would not
+
+    def font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+        return ImageFont.truetype(japanese, size) if japanese else ImageFont.load_default(size)
 
     width, height = 595, 842
     with _PDFIUM:
@@ -136,10 +146,10 @@ def sample_pdf(heading: str, fields: list[str], *, pages: int = 1) -> bytes:
             for number in range(1, pages + 1):
                 picture = Image.new("RGB", (width * 2, height * 2), "white")
                 draw = ImageDraw.Draw(picture)
-                draw.text((100, 90), f"{heading} ({number}/{pages})", fill="black", font_size=40)
+                draw.text((100, 90), f"{heading} ({number}/{pages})", fill="black", font=font(40))
                 for row, name in enumerate(fields):
                     top = 220 + row * 150
-                    draw.text((100, top), name, fill="black", font_size=28)
+                    draw.text((100, top), name, fill="black", font=font(28))
                     draw.rectangle(
                         (100, top + 40, width * 2 - 100, top + 120), outline="black", width=3
                     )
