@@ -1,9 +1,8 @@
 """The kiosk's screens, for elderly residents at a touch screen.
 
 One decision per screen, reached from a start screen of at most four huge choices:
-consult a specialist (a remote service: for now it takes a ticket of that service and
-shows its place in line, live), take a ticket (printed as a receipt), see the waits,
-and the language. Every screen has the way back to the start; the screen's main
+consult a specialist (a topic raises a consultation: ``kiosk/calls.py``), take a ticket
+(printed as a receipt), see the waits, and the language. Every screen has the way back to the start; the screen's main
 instruction is its heading, which voice guidance reads out (``kiosk.js``).
 
 Everything acts for the kiosk's own ward office only: a ticket is issued with the
