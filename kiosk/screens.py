@@ -2,8 +2,9 @@
 
 One decision per screen, reached from a start screen of at most four huge choices:
 consult a specialist (a topic raises a consultation: ``kiosk/calls.py``), take a ticket
-(printed as a receipt), see the waits, and the language. Every screen has the way back to the start; the screen's main
-instruction is its heading, which voice guidance reads out (``kiosk.js``).
+(printed as a receipt), see the waits, and the language. Every screen has the way back
+to the start; the screen's main instruction is its heading, which voice guidance reads
+out (``kiosk.js``).
 
 Everything acts for the kiosk's own ward office only: a ticket is issued with the
 channel ``kiosk`` for the office the device token belongs to, and a form that names
