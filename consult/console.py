@@ -32,7 +32,7 @@ from ..web.auth import staff_of
 from ..web.bodies import need, only, read_json
 from ..web.pages import render
 from ..web.security import Staff, require
-from ..web.state import accounts_of, now_of, path_slug, queue_of, waits_of
+from ..web.state import accounts_of, now_of, offices_of, path_slug, queue_of, waits_of
 from .api import view
 from .presence import Presence, PresenceBoard, PresenceState, parse_state
 
@@ -52,9 +52,7 @@ PHRASES: tuple[tuple[str, str], ...] = (
 
 
 def _board(request: Request) -> PresenceBoard:
-    board: PresenceBoard | None = getattr(request.app.state, "presence", None)
-    if board is None:
-        board = request.app.state.presence = PresenceBoard(request.app.state.redis)
+    board: PresenceBoard = request.app.state.presence
     return board
 
 
@@ -70,8 +68,7 @@ def remote_services(services: dict[str, Service]) -> list[Service]:
 async def pick(request: Request) -> Response:
     """The console of the staff member's office; a list when they work at several."""
     staff = await require(request)
-    queue = queue_of(request)
-    offices = [await queue.office(o) for o in await queue.office_ids() if staff.account.works_at(o)]
+    offices = await offices_of(request, staff.account)
     if len(offices) == 1:
         return RedirectResponse(f"/staff/consult/{offices[0].id}", status_code=303)
     return render(request, "staff/consult_pick.html", {"staff": staff, "offices": offices})

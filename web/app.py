@@ -34,6 +34,7 @@ from ..consult import api as consult_api
 from ..consult import console as consult_console
 from ..consult import echo, probe, signaling, switchboard
 from ..consult import forms as consult_forms
+from ..consult.presence import PresenceBoard
 from ..kiosk import calls as kiosk_calls
 from ..kiosk import checkin as kiosk_checkin
 from ..kiosk import enrollment, health, screens
@@ -176,6 +177,7 @@ def create_app(
             forget=cache.forget,
         )
         app.state.kiosks = KioskStore(redis)
+        app.state.presence = PresenceBoard(redis)
         app.state.events = hub = EventHub(redis)
         hub.start()
         await switchboard.start(app)

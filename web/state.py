@@ -11,9 +11,10 @@ from starlette.requests import HTTPConnection
 from ..kiosk.devices import KioskStore
 from ..queue.exceptions import NotFound
 from ..queue.keys import SLUG
+from ..queue.model import Office
 from ..queue.tickets import QueueClient
 from ..queue.waits import WaitBoard
-from .accounts import AccountStore
+from .accounts import AccountStore, Role, StaffAccount
 from .sessions import SessionStore
 
 
@@ -25,6 +26,14 @@ def queue_of(connection: HTTPConnection) -> QueueClient:
 def waits_of(connection: HTTPConnection) -> WaitBoard:
     waits: WaitBoard = connection.app.state.waits
     return waits
+
+
+async def offices_of(connection: HTTPConnection, account: StaffAccount) -> list[Office]:
+    """The offices ``account`` works at that exist (every office, for an admin)."""
+    queue = queue_of(connection)
+    known = await queue.office_ids()
+    ids = known if account.role is Role.ADMIN else [o for o in account.offices if o in known]
+    return [await queue.office(o) for o in ids]
 
 
 def accounts_of(connection: HTTPConnection) -> AccountStore:

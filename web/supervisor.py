@@ -29,7 +29,7 @@ from .accounts import Role
 from .forms import signed_form
 from .pages import render
 from .security import Staff, require
-from .state import now_of, path_slug, queue_of, waits_of
+from .state import now_of, offices_of, path_slug, queue_of, waits_of
 
 #: Counter actions of the supervisor's forms.
 ACTIONS = ("open", "pause", "close", "services")
@@ -87,17 +87,6 @@ class Overview:
             if row.service.id == sid:
                 return row.service.name_en
         return sid
-
-
-async def offices_of(request: Request, staff: Staff) -> list[Office]:
-    """The offices ``staff`` works at that exist (every office, for an admin)."""
-    queue = queue_of(request)
-    known = await queue.office_ids()
-    if staff.account.role is Role.ADMIN:
-        ids = known
-    else:
-        ids = [o for o in staff.account.offices if o in known]
-    return [await queue.office(o) for o in ids]
 
 
 async def day_counts(queue: QueueClient, office: Office, now: float) -> dict[str, int]:
@@ -199,7 +188,7 @@ def _context(staff: Staff, view: Overview, **extra: Any) -> dict[str, Any]:
 
 async def pick_office(request: Request) -> Response:
     staff = await require(request, Role.SUPERVISOR)
-    offices = await offices_of(request, staff)
+    offices = await offices_of(request, staff.account)
     if len(offices) == 1:
         return RedirectResponse(f"/staff/supervisor/{offices[0].id}", status_code=303)
     return render(request, "staff/supervisor_pick.html", {"staff": staff, "offices": offices})
