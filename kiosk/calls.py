@@ -49,6 +49,17 @@ async def _own_call(request: Request) -> tuple[Kiosk, Call]:
     return kiosk, call
 
 
+async def _end(request: Request, kiosk: Kiosk, call: Call) -> Call:
+    """End the kiosk's consultation unless it has ended already; the call as it is now."""
+    if call.state is CallState.ENDED:
+        return call
+    with contextlib.suppress(NotFound):
+        call = await switchboard_of(request).calls.end(
+            call.office, call.ticket, Role.KIOSK, kiosk.id, now=now_of(request)
+        )
+    return call
+
+
 def _talked(call: Call) -> bool:
     """Whether the resident talked with someone (then the five faces are asked)."""
     return call.connected_at is not None
@@ -100,11 +111,7 @@ async def end_call(request: Request) -> Response:
     a talk) or the start."""
     await read_form(request, FORM_LIMIT)
     kiosk, call = await _own_call(request)
-    if call.state is not CallState.ENDED:
-        with contextlib.suppress(NotFound):
-            call = await switchboard_of(request).calls.end(
-                call.office, call.ticket, Role.KIOSK, kiosk.id, now=now_of(request)
-            )
+    call = await _end(request, kiosk, call)
     target = f"/kiosk/call/{call.id}/survey" if _talked(call) else "/kiosk/"
     return RedirectResponse(target, status_code=303)
 
@@ -122,13 +129,10 @@ async def survey(request: Request) -> Response:
 @screen
 async def reset(request: Request) -> Response:
     """The idle reset from the waiting screen: end the consultation, then the usual reset."""
-    kiosk = await kiosk_of(request)
+    kiosk = await kiosk_of(request)  # an unenrolled kiosk is sent to enroll, not reset
     with contextlib.suppress(QueueError, HTTPError):
         _, call = await _own_call(request)
-        if call.state is not CallState.ENDED:
-            await switchboard_of(request).calls.end(
-                call.office, call.ticket, Role.KIOSK, kiosk.id, now=now_of(request)
-            )
+        await _end(request, kiosk, call)
     return RedirectResponse("/kiosk/reset", status_code=303)
 
 
