@@ -37,6 +37,8 @@ const state = {
   after: "",
   busy: false,
   signedOut: false,
+  /** The last ticket the live stream said had left this counter (cancelled, finished…). */
+  gone: null,
 };
 /** Bumped by every action: a read begun before an action ended is stale. */
 let actions = 0;
@@ -323,6 +325,9 @@ function callNext() {
       say(t("nobody"), "note");
       return;
     }
+    // The live stream may have told of this ticket's end before this answer came back
+    // (a slow answer): then that is the news, and the ticket is no longer this counter's.
+    if (state.gone === data.ticket.id) return;
     say(t("called", { number: data.ticket.number, service: serviceName(data.ticket.service) }));
     changed(before, data.ticket);
   });
@@ -420,6 +425,7 @@ live = follow(office, {
     const held = state.ticket;
     if (held && event.ticket === held.id && event.actor !== actor && GONE[event.type]) {
       say(t(GONE[event.type], { number: held.number, service: serviceName(event.service) }), "problem");
+      state.gone = held.id;
     }
     refresh();
   },
