@@ -35,6 +35,7 @@ from .model import (
     Ticket,
     check_slug,
 )
+from .pipeline import ScriptPipe
 
 TICKET_ID = re.compile(r"\d{8}")
 TOKEN = re.compile(r"[A-Za-z0-9_-]{22}")
@@ -104,6 +105,7 @@ class QueueClient:
             name: redis.register_script(lua.source(name)) for name in lua.NAMES
         }
         self._offices: dict[str, Office] = {}
+        self._pipe = None if redis.single_connection_client else ScriptPipe(redis)
 
     def register(self, name: str, source: str) -> None:
         """Load one more script, an operation of another queue module, to :meth:`run`."""
@@ -169,31 +171,13 @@ class QueueClient:
             timer.cancel()
 
     async def _send_evalsha(self, sha: str, key: str, arguments: list[str]) -> Any:
-        """EVALSHA on a connection of the pool, sent and read directly.
+        """EVALSHA through the pipe shared by every operation of this process.
 
-        This is every operation's path, so it is kept short: redis-py's command path (its
-        retry wrapper, argument checks and observability hooks) costs about as much CPU
-        as the round trip itself. Its retry policy is kept: a connection Redis dropped is
-        reconnected and the command sent again, as the client's ``retry`` says.
+        A client with a single connection (which redis-py serialises) sends it itself.
         """
-        redis = self.redis
-        if redis.single_connection_client:
-            # One connection for every user, which redis-py serialises: let it.
-            return await redis.evalsha(sha, 1, key, *arguments)
-        pool = redis.connection_pool
-        connection = await pool.get_connection()  # type: ignore[no-untyped-call]  # untyped in redis-py
-
-        async def attempt() -> Any:
-            await connection.send_command("EVALSHA", sha, 1, key, *arguments)
-            return await connection.read_response()
-
-        async def failed(error: Exception) -> None:
-            await connection.disconnect()
-
-        try:
-            return await connection.retry.call_with_retry(attempt, failed)
-        finally:
-            await pool.release(connection)
+        if self._pipe is None:
+            return await self.redis.evalsha(sha, 1, key, *arguments)
+        return await self._pipe.evalsha(sha, key, arguments)
 
     # -- offices and services ---------------------------------------------------------
 

@@ -26,6 +26,7 @@ from starlette.responses import StreamingResponse
 from starlette.types import Message, Send
 
 from ..queue import keys
+from ..queue.pipeline import Adopted, adopt, give_back, pack
 from ..queue.tickets import STREAM_ID
 from .exceptions import BadRequest
 
@@ -121,7 +122,11 @@ class EventHub:
     def publish_locally(self, event: Event) -> None:
         """Hand ``event`` to this process's watchers, and to the listeners of its office."""
         for watcher in self._watchers:
-            watcher(event)
+            try:
+                watcher(event)
+            except Exception:
+                # One watcher's bug must not keep the event from the others.
+                log.exception("event %s of %s not handed to %r", event.id, event.office, watcher)
         for listener in list(self._listeners.get(event.office, ())):
             if not listener.offer(event):
                 log.warning("listener of %s dropped: %d events behind", event.office, BACKLOG)
@@ -138,21 +143,65 @@ class EventHub:
                 await asyncio.sleep(self.retry_seconds)
 
     async def _tail(self) -> None:
-        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        connection, transport = await adopt(self.redis)
         try:
-            await pubsub.psubscribe(keys.live_pattern())
+            subscription = _Subscription(transport, self._deliver)
+            transport.write(pack("PSUBSCRIBE", keys.live_pattern()))
+            async with asyncio.timeout(HEALTH_SECONDS):
+                await subscription.subscribed
             self.generation += 1
             self.connected.set()
             while True:
-                message = await pubsub.get_message(timeout=30.0)
-                if message is None or message.get("type") != "pmessage":
-                    continue
-                event = parse(str(message["channel"]), str(message["data"]))
-                if event is not None:
-                    self.publish_locally(event)
+                # A ping every while: a connection that went silent is found out.
+                subscription.heard = False
+                transport.write(PING)
+                await asyncio.wait([subscription.closed], timeout=HEALTH_SECONDS)
+                if subscription.lost:
+                    raise RedisConnectionError("the event subscription's connection was lost")
+                if not subscription.heard:
+                    raise RedisTimeoutError(f"redis did not answer a ping in {HEALTH_SECONDS} s")
         finally:
-            with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
+            transport.abort()
+            await give_back(self.redis, connection)
+
+    def _deliver(self, channel: str, payload: str) -> None:
+        event = parse(channel, payload)
+        if event is not None:
+            self.publish_locally(event)
+
+
+#: Seconds between the subscription's pings; one unanswered for as long ends it.
+HEALTH_SECONDS = 15.0
+PING = pack("PING")
+
+
+class _Subscription(Adopted):
+    """The hub's pattern subscription, each message handed on as it is read.
+
+    (redis-py's ``PubSub`` reads one message per call, each under a timeout of its own:
+    on a busy office that cost the web process about a tenth of its CPU.)
+    """
+
+    def __init__(self, transport: asyncio.Transport, deliver: Callable[[str, str], None]) -> None:
+        super().__init__(transport, encoding="utf-8")
+        self.deliver = deliver
+        self.subscribed: asyncio.Future[None] = self.loop.create_future()
+        #: Something came since the last ping.
+        self.heard = True
+
+    def reply(self, reply: Any) -> None:
+        self.heard = True
+        if not isinstance(reply, list) or not reply:
+            return
+        if reply[0] == "pmessage" and len(reply) == 4:
+            self.deliver(reply[2], reply[3])
+        elif reply[0] == "psubscribe" and not self.subscribed.done():
+            self.subscribed.set_result(None)
+
+    def fail(self, error: Exception) -> None:
+        super().fail(error)
+        if not self.subscribed.done():
+            self.subscribed.set_exception(error)
 
 
 def _drop(listener: Listener) -> None:
