@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from ..kiosk.devices import kiosk_of
@@ -36,6 +36,7 @@ from ..web.accounts import Role
 from ..web.auth import staff_of
 from ..web.bodies import get, maybe, need, only, read_json
 from ..web.exceptions import Forbidden, Unprocessable
+from ..web.responses import JSONResponse
 from ..web.security import Staff
 from ..web.state import accounts_of, now_of, path_slug
 from .calls import Call, Calls, parse_call_id

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ..queue.exceptions import NotFound
@@ -31,6 +31,7 @@ from ..web.accounts import Role as StaffRole
 from ..web.auth import staff_of
 from ..web.bodies import need, only, read_json
 from ..web.pages import render
+from ..web.responses import JSONResponse
 from ..web.security import Staff, require
 from ..web.state import accounts_of, now_of, offices_of, path_slug, queue_of, waits_of
 from .api import view

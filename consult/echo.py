@@ -37,13 +37,14 @@ from av.frame import Frame
 from av.packet import Packet
 from redis.asyncio import Redis
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from ..kiosk.devices import Kiosk, kiosk_of
 from ..kiosk.health import KioskHealth
 from ..web.bodies import maybe, need, only, read_json
 from ..web.exceptions import HTTPError, Unprocessable
+from ..web.responses import JSONResponse
 from ..web.state import now_of
 
 log = logging.getLogger(__name__)

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass
 import pypdfium2 as pdfium
 from redis.asyncio import Redis
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from ..kiosk.devices import device_token, kiosk_for
@@ -42,6 +42,7 @@ from ..queue.codec import fields
 from ..queue.exceptions import NotFound
 from ..queue.model import check_slug
 from ..web.accounts import Role
+from ..web.responses import JSONResponse
 from ..web.security import require
 from ..web.state import path_slug
 

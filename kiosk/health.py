@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from redis.asyncio import Redis
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from .. import __version__
@@ -40,6 +40,7 @@ from ..queue import keys
 from ..queue.codec import mapping
 from ..web.bodies import maybe, need, only, read_json
 from ..web.exceptions import Unprocessable
+from ..web.responses import JSONResponse
 from ..web.state import now_of
 from .devices import Kiosk, KioskStore, device_token, kiosk_of, set_kiosk_cookie
 from .printing import PrinterState, printer_state

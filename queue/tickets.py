@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
@@ -133,7 +134,7 @@ class QueueClient:
             raise RedisTimeoutError(
                 f"redis did not run {name} for office {office} within {SCRIPT_TIMEOUT} s"
             ) from None
-        result = json.loads(raw)
+        result = orjson.loads(raw)
         if "error" in result:
             error = result["error"]
             raise errors.get(error["code"], QueueError)(error["message"])

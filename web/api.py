@@ -7,7 +7,6 @@ from datetime import datetime
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from ..queue.exceptions import NotFound
@@ -19,6 +18,7 @@ from .bodies import get, maybe, need, only, read_json
 from .exceptions import Forbidden, TooManyRequests, Unprocessable
 from .openapi import document
 from .residents.guard import issue_within_limits
+from .responses import JSONResponse
 from .state import now_of, path_slug, queue_of, waits_of
 
 #: What a resident may take without staff: a ticket on the web. (Kiosks issue through

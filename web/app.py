@@ -26,7 +26,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -66,6 +66,7 @@ from . import appointments as appointment_pages
 from .accounts import AccountStore, password_hasher
 from .exceptions import HTTPError, SecondFactorRequired, Unauthorized
 from .live import EventHub
+from .responses import JSONResponse
 from .security import SECURITY_HEADERS, StaffCache
 from .sessions import SessionStore
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, TypeVar
 
+import orjson
 from starlette.requests import Request
 
 from .exceptions import BadRequest, PayloadTooLarge, Unprocessable, UnsupportedMediaType
@@ -36,8 +37,8 @@ async def read_json(request: Request, limit: int, *, required: bool = True) -> d
     if media != "application/json":
         raise UnsupportedMediaType(f'send application/json, not "{media[:60]}"')
     try:
-        value = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:  # also for text that is not UTF-8
         raise BadRequest(f"request body is not valid JSON: {exc}") from exc
     if not isinstance(value, dict):
         raise BadRequest(f"request body must be a JSON object, not {type(value).__name__}")

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ..queue import keys
@@ -34,6 +34,7 @@ from .exceptions import Unauthorized
 from .forms import signed_form
 from .live import Dropped, EventHub, event_stream, resume_after
 from .pages import render
+from .responses import JSONResponse
 from .security import Staff, plain_localhost, require
 from .sessions import SessionStore
 from .state import now_of, queue_of, waits_of

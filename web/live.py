@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -217,8 +217,8 @@ def parse(channel: str, payload: str) -> Event | None:
     stream_id, _, body = payload.partition(" ")
     try:
         office = keys.office_from_channel(channel)
-        data = json.loads(body)
-    except ValueError:
+        data = orjson.loads(body)
+    except ValueError:  # orjson.JSONDecodeError is one
         log.warning("malformed live message on %s: %.80s", channel, payload)
         return None
     if not isinstance(data, dict):

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import segno
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from ..queue.exceptions import NotFound
@@ -25,6 +25,7 @@ from .bodies import maybe, need, only, read_json
 from .exceptions import TooManyRequests, Unauthorized
 from .forms import read_form
 from .pages import render
+from .responses import JSONResponse
 from .security import (
     ENROL_PATH,
     Staff,
