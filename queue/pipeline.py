@@ -199,6 +199,17 @@ class ScriptPipe:
                 continue
         raise RedisConnectionError("connection to redis lost twice before the command was sent")
 
+    def abandon(self) -> None:
+        """Close the connection: a reply is overdue, so Redis or the way to it may be gone.
+
+        (A dead connection can stay silent for many minutes; the next run makes a new one.)
+        What is in flight on it fails with ``ConnectionError``.
+        """
+        link = self._link
+        if link is not None and not link.lost:
+            link.fail(RedisConnectionError("redis did not answer in time; connection closed"))
+            link.transport.abort()
+
     async def _connect(self) -> _Link:
         loop = asyncio.get_running_loop()
         if self._connecting is None or self._connecting[0] is not loop:

@@ -166,6 +166,8 @@ class QueueClient:
                 return await script(keys=[key], args=arguments)
         except asyncio.CancelledError:
             if expired and task.uncancel() <= cancelling:
+                if self._pipe is not None:
+                    self._pipe.abandon()
                 raise _Expired from None
             raise
         finally:

@@ -12,9 +12,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from madoguchi.embedded import RedisServer, find_redis_server
-from madoguchi.queue import keys
+from madoguchi.queue import keys, tickets
 from madoguchi.queue.model import Office
 from madoguchi.queue.pipeline import ScriptPipe, pack
 from madoguchi.queue.tickets import QueueClient
@@ -173,3 +174,35 @@ async def test_a_failing_watcher_does_not_end_the_subscription(
         assert "a watcher's bug" in caplog.text
     finally:
         await hub.stop()
+
+
+async def test_an_overdue_reply_closes_the_connection_and_the_next_run_makes_a_new_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tickets, "SCRIPT_TIMEOUT", 0.3)
+    server = RedisServer(find_redis_server(), tmp_path, fsync="everysec")
+    server.start()
+    assert server.process is not None
+    client = Redis.from_url(server.url, decode_responses=True, socket_connect_timeout=0.5)
+    queue = QueueClient(client, Settings(redis_url=server.url))
+    office = Office("moji", "門司区役所", "Moji Ward Office")
+    try:
+        await queue.put_office(office, now=T0)
+        await queue.put_service(office.id, SERVICES[0], now=T0)
+        first = queue._pipe._link if queue._pipe else None
+        server.process.send_signal(signal.SIGSTOP)  # silent: the connection stays open
+        try:
+            with pytest.raises(RedisTimeoutError, match=r"within 0\.3 s"):
+                await queue.issue(office.id, SERVICES[0].id, now=T0)
+            assert first is not None
+            assert first.lost
+        finally:
+            server.process.send_signal(signal.SIGCONT)
+        # The overdue run may have been executed once Redis woke; either way the queue goes on.
+        issued = await queue.issue(office.id, SERVICES[0].id, now=T0)
+        assert issued.ticket.number in {"A-001", "A-002"}
+        assert queue._pipe is not None
+        assert queue._pipe._link is not first
+    finally:
+        await client.aclose()
+        server.stop()
