@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -25,6 +28,7 @@ from madoguchi.web.live import EventHub
 
 from conftest import OFFICE, SERVICES, T0
 
+MOJI = Office("moji", "門司区役所", "Moji Ward Office")
 ECHO = "return ARGV[1] .. '@' .. KEYS[1]"
 #: Busy for ARGV[1] milliseconds of Redis's clock, then answers.
 SLOW = """
@@ -87,43 +91,57 @@ async def test_a_flushed_script_cache_is_reloaded(queue: QueueClient, aredis: Re
     assert issued.ticket.number == "A-001"
 
 
-async def test_redis_restarts_fail_what_was_sent_and_are_recovered_from(tmp_path: Path) -> None:
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis of this test's own, to kill and stop."""
     server = RedisServer(find_redis_server(), tmp_path, fsync="everysec")
     server.start()
-    # Reconnecting as the web process's client does (its other commands use the pool).
-    client = Redis.from_url(server.url, decode_responses=True, retry=Retry(NoBackoff(), 1))
+    yield server
+    server.stop()
+
+
+@contextlib.asynccontextmanager
+async def moji_queue(
+    server: RedisServer, **options: Any
+) -> AsyncIterator[tuple[Redis, QueueClient]]:
+    """A client of ``server`` (with ``options``) and its queue, with the office ``moji``."""
+    client = Redis.from_url(server.url, decode_responses=True, **options)
     queue = QueueClient(client, Settings(redis_url=server.url))
-    office = Office("moji", "門司区役所", "Moji Ward Office")
     try:
+        await queue.put_office(MOJI, now=T0)
+        await queue.put_service(MOJI.id, SERVICES[0], now=T0)
+        yield client, queue
+    finally:
+        await client.aclose()
+
+
+async def test_redis_restarts_fail_what_was_sent_and_are_recovered_from(
+    own_server: RedisServer,
+) -> None:
+    # Reconnecting as the web process's client does (its other commands use the pool).
+    async with moji_queue(own_server, retry=Retry(NoBackoff(), 1)) as (client, queue):
         for restart in range(3):
-            await queue.put_office(office, now=T0)
-            await queue.put_service(office.id, SERVICES[0], now=T0)
-            issued = await queue.issue(office.id, SERVICES[0].id, now=T0)
+            issued = await queue.issue(MOJI.id, SERVICES[0].id, now=T0)
             assert issued.ticket.number == f"A-{restart + 1:03d}"  # kept by the AOF
-            slow = asyncio.ensure_future(
-                queue._send_evalsha(await client.script_load(SLOW), "k", ["2000"])
-            )
+            sha = await client.script_load(SLOW)
+            slow = asyncio.ensure_future(queue._send_evalsha(sha, "k", ["2000"]))
             await asyncio.sleep(0.2)
-            server.kill()
+            own_server.kill()
             with pytest.raises(RedisConnectionError):
                 await slow  # written, then the connection went: not sent again
             with pytest.raises(RedisConnectionError):
-                await queue.issue(office.id, SERVICES[0].id, now=T0)  # nobody to connect to
-            server.start()
+                await queue.issue(MOJI.id, SERVICES[0].id, now=T0)  # nobody to connect to
+            own_server.start()
         # Each lost connection went back to the pool: one in use, not one per restart.
-        await queue.issue(office.id, SERVICES[0].id, now=T0)
+        await queue.issue(MOJI.id, SERVICES[0].id, now=T0)
         assert in_use(client) == 1
-    finally:
-        await client.aclose()
-        server.stop()
 
 
 async def test_the_hub_finds_a_silent_connection_and_subscribes_again(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    own_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(live, "HEALTH_SECONDS", 0.3)
-    server = RedisServer(find_redis_server(), tmp_path, fsync="everysec")
-    server.start()
+    server = own_server
     assert server.process is not None
     client = Redis.from_url(server.url, decode_responses=True)
     hub = EventHub(client, retry_seconds=0.1)
@@ -147,7 +165,6 @@ async def test_the_hub_finds_a_silent_connection_and_subscribes_again(
     finally:
         await hub.stop()
         await client.aclose()
-        server.stop()
 
 
 async def test_a_failing_watcher_does_not_end_the_subscription(
@@ -177,32 +194,22 @@ async def test_a_failing_watcher_does_not_end_the_subscription(
 
 
 async def test_an_overdue_reply_closes_the_connection_and_the_next_run_makes_a_new_one(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    own_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(tickets, "SCRIPT_TIMEOUT", 0.3)
-    server = RedisServer(find_redis_server(), tmp_path, fsync="everysec")
-    server.start()
-    assert server.process is not None
-    client = Redis.from_url(server.url, decode_responses=True, socket_connect_timeout=0.5)
-    queue = QueueClient(client, Settings(redis_url=server.url))
-    office = Office("moji", "門司区役所", "Moji Ward Office")
-    try:
-        await queue.put_office(office, now=T0)
-        await queue.put_service(office.id, SERVICES[0], now=T0)
+    assert own_server.process is not None
+    async with moji_queue(own_server, socket_connect_timeout=0.5) as (_, queue):
         first = queue._pipe._link if queue._pipe else None
-        server.process.send_signal(signal.SIGSTOP)  # silent: the connection stays open
+        own_server.process.send_signal(signal.SIGSTOP)  # silent: the connection stays open
         try:
             with pytest.raises(RedisTimeoutError, match=r"within 0\.3 s"):
-                await queue.issue(office.id, SERVICES[0].id, now=T0)
+                await queue.issue(MOJI.id, SERVICES[0].id, now=T0)
             assert first is not None
             assert first.lost
         finally:
-            server.process.send_signal(signal.SIGCONT)
+            own_server.process.send_signal(signal.SIGCONT)
         # The overdue run may have been executed once Redis woke; either way the queue goes on.
-        issued = await queue.issue(office.id, SERVICES[0].id, now=T0)
+        issued = await queue.issue(MOJI.id, SERVICES[0].id, now=T0)
         assert issued.ticket.number in {"A-001", "A-002"}
         assert queue._pipe is not None
         assert queue._pipe._link is not first
-    finally:
-        await client.aclose()
-        server.stop()
