@@ -8,6 +8,7 @@ there must agree, and ``tests/test_keys.py`` checks that they do.
 
 from __future__ import annotations
 
+import functools
 import re
 
 #: Office and service ids: lowercase ASCII words joined by hyphens.
@@ -41,7 +42,9 @@ def live_pattern() -> str:
     return "mg:{*}:live"
 
 
+@functools.lru_cache(maxsize=1024)
 def office_from_channel(channel: str) -> str:
+    """The office whose live channel ``channel`` is (remembered: one per office, every event)."""
     match = re.fullmatch(r"mg:\{(.+)\}:live", channel)
     if match is None:
         raise ValueError(f'"{channel}" is not an office live channel')

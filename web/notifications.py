@@ -480,6 +480,8 @@ class Notifier:
 
     #: Seconds between sweeps.
     SWEEP_SECONDS = 60.0
+    #: Seconds a burst of events is gathered before its offices are looked at.
+    GATHER_SECONDS = 0.1
 
     def __init__(self, redis: Redis, hub: EventHub, redis_url: str) -> None:
         self.redis = redis
@@ -519,6 +521,9 @@ class Notifier:
             except TimeoutError:
                 await self._sweep()
                 continue
+            # Gather the burst: one look per office, not one per event (a busy office
+            # has hundreds of events a second, each a round trip to Redis here).
+            await asyncio.sleep(self.GATHER_SECONDS)
             self._wake.clear()
             pending, self._pending = self._pending, {}
             for office, event in pending.items():
