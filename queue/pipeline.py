@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections import deque
 from typing import Any
 
@@ -29,6 +30,7 @@ import hiredis
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 #: Commands written together at most. Redis starts on the first ones while the web process
 #: is still handling the rest of its turn: writing all of a turn's commands at its end left
@@ -36,6 +38,10 @@ from redis.exceptions import NoScriptError, ResponseError
 #: each at once cost a system call each. bench/queue_ops.py, 64 clients: 3,150 operations/s
 #: writing a turn's at its end, 3,800 writing each at once, 4,200 writing every 4.
 WRITE_EVERY = 4
+
+
+class Overdue(RedisTimeoutError):
+    """A reply did not come within the pipe's deadline; the connection was closed."""
 
 
 class _Unsent(Exception):
@@ -125,13 +131,16 @@ async def give_back(redis: Redis, connection: Any) -> None:
 class _Link(Adopted):
     """One connection's script runs in flight: written in batches, answered in order."""
 
-    def __init__(self, transport: asyncio.Transport) -> None:
+    def __init__(self, transport: asyncio.Transport, deadline: float) -> None:
         super().__init__(transport)
-        #: Written, awaiting their replies, oldest first.
+        #: Written, awaiting their replies, oldest first; and when each was written.
         self.sent: deque[asyncio.Future[Any]] = deque()
+        self.sent_at: deque[float] = deque()
         #: Not yet written: sent together at the end of this turn of the loop.
         self.queued: list[asyncio.Future[Any]] = []
         self.buffer: list[bytes] = []
+        self.deadline = deadline
+        self.watching = self.loop.call_later(deadline / 4, self.watch)
 
     def send(self, command: bytes) -> asyncio.Future[Any]:
         future = self.loop.create_future()
@@ -148,13 +157,27 @@ class _Link(Adopted):
             return
         data, self.buffer = b"".join(self.buffer), []
         self.sent.extend(self.queued)
+        self.sent_at.extend(itertools.repeat(self.loop.time(), len(self.queued)))
         self.queued = []
         self.transport.write(data)
 
+    def watch(self) -> None:
+        """Close the connection once the oldest reply is overdue: Redis, or the way to it,
+        may be gone, and a dead connection can stay silent for many minutes. (One timer
+        for the connection costs less than one for each run.)"""
+        if self.lost:
+            return
+        if self.sent_at and self.loop.time() - self.sent_at[0] > self.deadline:
+            self.fail(Overdue(f"redis did not answer within {self.deadline} s"))
+            self.transport.abort()
+            return
+        self.watching = self.loop.call_later(self.deadline / 4, self.watch)
+
     def reply(self, reply: Any) -> None:
         future = self.sent.popleft()
+        self.sent_at.popleft()
         if future.done():
-            return  # its caller gave up (the operation's deadline)
+            return  # its caller gave up
         if isinstance(reply, ResponseError):
             message = str(reply)
             future.set_exception(
@@ -165,6 +188,7 @@ class _Link(Adopted):
 
     def fail(self, error: Exception) -> None:
         super().fail(error)
+        self.watching.cancel()
         for future in self.sent:
             if not future.done():
                 future.set_exception(error)
@@ -172,15 +196,22 @@ class _Link(Adopted):
             if not future.done():
                 future.set_exception(_Unsent())
         self.sent.clear()
+        self.sent_at.clear()
         self.queued = []
         self.buffer = []
 
 
 class ScriptPipe:
-    """EVALSHA for many concurrent callers on one connection of ``redis``'s pool."""
+    """EVALSHA for many concurrent callers on one connection of ``redis``'s pool.
 
-    def __init__(self, redis: Redis) -> None:
+    A run whose reply has not come ``deadline`` seconds after it was written fails with
+    :class:`Overdue`, and so does everything else in flight: the connection is closed, and
+    the next run makes a new one.
+    """
+
+    def __init__(self, redis: Redis, *, deadline: float) -> None:
         self.redis = redis
+        self.deadline = deadline
         self._link: _Link | None = None
         #: The pool's connection the link took over, given back when the link is replaced.
         self._connection: Any = None
@@ -199,17 +230,6 @@ class ScriptPipe:
                 continue
         raise RedisConnectionError("connection to redis lost twice before the command was sent")
 
-    def abandon(self) -> None:
-        """Close the connection: a reply is overdue, so Redis or the way to it may be gone.
-
-        (A dead connection can stay silent for many minutes; the next run makes a new one.)
-        What is in flight on it fails with ``ConnectionError``.
-        """
-        link = self._link
-        if link is not None and not link.lost:
-            link.fail(RedisConnectionError("redis did not answer in time; connection closed"))
-            link.transport.abort()
-
     async def _connect(self) -> _Link:
         loop = asyncio.get_running_loop()
         if self._connecting is None or self._connecting[0] is not loop:
@@ -223,6 +243,6 @@ class ScriptPipe:
                 # Closed already, or made on another event loop: give it back to be remade.
                 await give_back(self.redis, old)
             connection, transport = await adopt(self.redis)
-            self._link = link = _Link(transport)
+            self._link = link = _Link(transport, self.deadline)
             self._connection = connection
             return link

@@ -92,10 +92,6 @@ def _pairs(flat: Any) -> list[tuple[str, float]]:
     return [(items[i], float(items[i + 1])) for i in range(0, len(items), 2)]
 
 
-class _Expired(Exception):
-    """A queue script's round trip outlived ``SCRIPT_TIMEOUT``."""
-
-
 class QueueClient:
     """Runs the queue scripts for any office on one Redis connection pool."""
 
@@ -106,7 +102,9 @@ class QueueClient:
             name: redis.register_script(lua.source(name)) for name in lua.NAMES
         }
         self._offices: dict[str, Office] = {}
-        self._pipe = None if redis.single_connection_client else ScriptPipe(redis)
+        self._pipe = (
+            None if redis.single_connection_client else ScriptPipe(redis, deadline=SCRIPT_TIMEOUT)
+        )
 
     def register(self, name: str, source: str) -> None:
         """Load one more script, an operation of another queue module, to :meth:`run`."""
@@ -130,7 +128,7 @@ class QueueClient:
         arguments = [repr(float(now)), actor, day, *args]
         try:
             raw = await self._evalsha(script, key, arguments)
-        except _Expired:
+        except (TimeoutError, RedisTimeoutError):
             raise RedisTimeoutError(
                 f"redis did not run {name} for office {office} within {SCRIPT_TIMEOUT} s"
             ) from None
@@ -141,46 +139,21 @@ class QueueClient:
         return result
 
     async def _evalsha(self, script: AsyncScript, key: str, arguments: list[str]) -> Any:
-        """Run ``script`` within one deadline for the whole operation (``SCRIPT_TIMEOUT``).
+        """Run ``script``; past ``SCRIPT_TIMEOUT`` without a reply, a timeout error.
 
-        Past it, raises :class:`_Expired`. A timer that cancels the task costs a fraction of
-        ``asyncio.timeout`` on every operation; redis-py's ``socket_timeout`` would wrap each
-        command in a timeout of its own.
+        Every operation goes through the process's :class:`~.pipeline.ScriptPipe`, which
+        keeps the deadline for all of them; a client with a single connection (which
+        redis-py serialises) sends it itself.
         """
-        task = asyncio.current_task()
-        assert task is not None
-        cancelling = task.cancelling()
-        expired = False
-
-        def expire() -> None:
-            nonlocal expired
-            expired = True
-            task.cancel()
-
-        timer = asyncio.get_running_loop().call_later(SCRIPT_TIMEOUT, expire)
         try:
-            try:
-                return await self._send_evalsha(script.sha, key, arguments)
-            except NoScriptError:
-                # Redis restarted, or its script cache was flushed: load and run.
+            if self._pipe is not None:
+                return await self._pipe.evalsha(script.sha, key, arguments)
+            async with asyncio.timeout(SCRIPT_TIMEOUT):
+                return await self.redis.evalsha(script.sha, 1, key, *arguments)
+        except NoScriptError:
+            # Redis restarted, or its script cache was flushed: load and run.
+            async with asyncio.timeout(SCRIPT_TIMEOUT):
                 return await script(keys=[key], args=arguments)
-        except asyncio.CancelledError:
-            if expired and task.uncancel() <= cancelling:
-                if self._pipe is not None:
-                    self._pipe.abandon()
-                raise _Expired from None
-            raise
-        finally:
-            timer.cancel()
-
-    async def _send_evalsha(self, sha: str, key: str, arguments: list[str]) -> Any:
-        """EVALSHA through the pipe shared by every operation of this process.
-
-        A client with a single connection (which redis-py serialises) sends it itself.
-        """
-        if self._pipe is None:
-            return await self.redis.evalsha(sha, 1, key, *arguments)
-        return await self._pipe.evalsha(sha, key, arguments)
 
     # -- offices and services ---------------------------------------------------------
 

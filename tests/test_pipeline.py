@@ -51,7 +51,7 @@ def in_use(redis: Redis) -> int:
 
 async def test_concurrent_runs_each_get_their_own_reply_on_one_connection(aredis: Redis) -> None:
     sha = await aredis.script_load(ECHO)
-    pipe = ScriptPipe(aredis)
+    pipe = ScriptPipe(aredis, deadline=5.0)
     replies = await asyncio.gather(*(pipe.evalsha(sha, f"k{n % 7}", [str(n)]) for n in range(500)))
     assert [bytes(r).decode() for r in replies] == [f"{n}@k{n % 7}" for n in range(500)]
     assert in_use(aredis) == 1
@@ -60,7 +60,7 @@ async def test_concurrent_runs_each_get_their_own_reply_on_one_connection(aredis
 async def test_an_error_reaches_its_caller_only(aredis: Redis) -> None:
     sha = await aredis.script_load(ECHO)
     failing = await aredis.script_load("return redis.error_reply('NOPE ' .. ARGV[1])")
-    pipe = ScriptPipe(aredis)
+    pipe = ScriptPipe(aredis, deadline=5.0)
     good, bad, after = await asyncio.gather(
         pipe.evalsha(sha, "k", ["a"]),
         pipe.evalsha(failing, "k", ["b"]),
@@ -76,7 +76,7 @@ async def test_an_error_reaches_its_caller_only(aredis: Redis) -> None:
 async def test_a_reply_that_comes_after_its_caller_gave_up_goes_to_nobody(aredis: Redis) -> None:
     sha = await aredis.script_load(ECHO)
     slow = await aredis.script_load(SLOW)
-    pipe = ScriptPipe(aredis)
+    pipe = ScriptPipe(aredis, deadline=5.0)
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(pipe.evalsha(slow, "k", ["300"]), 0.05)
     # The late "slept" is read and dropped; the next caller gets its own reply.
@@ -124,7 +124,7 @@ async def test_redis_restarts_fail_what_was_sent_and_are_recovered_from(
             issued = await queue.issue(MOJI.id, SERVICES[0].id, now=T0)
             assert issued.ticket.number == f"A-{restart + 1:03d}"  # kept by the AOF
             sha = await client.script_load(SLOW)
-            slow = asyncio.ensure_future(queue._send_evalsha(sha, "k", ["2000"]))
+            slow = asyncio.ensure_future(queue._pipe.evalsha(sha, "k", ["2000"]))
             await asyncio.sleep(0.2)
             own_server.kill()
             with pytest.raises(RedisConnectionError):

@@ -227,10 +227,10 @@ def create_app(
 
     app = Starlette(
         routes=[
+            *api.routes,  # first: the busiest (routes are tried in order)
             Route("/livez", livez, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             *metrics.routes,
-            *api.routes,
             *staff.routes,
             *console.routes,
             *supervisor.routes,
