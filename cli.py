@@ -50,6 +50,7 @@ from .queue.jobs import job_queue, schedule_close_past_days, schedule_roll_up_pa
 from .queue.tickets import QueueClient
 from .settings import Settings, load_settings
 from .web.accounts import AccountStore, password_hasher
+from .web.http import PROTOCOL as HTTP_PROTOCOL
 
 log = logging.getLogger(__name__)
 
@@ -335,7 +336,7 @@ def _web_command(settings: Settings) -> list[str]:
         "--port",
         str(settings.port),
         "--http",
-        "httptools",
+        HTTP_PROTOCOL,
         "--loop",
         "uvloop",
         # Open event streams would otherwise hold a graceful shutdown forever.

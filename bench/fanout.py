@@ -16,7 +16,8 @@ What it does, for each kind of watcher and each number of web processes:
    in-person services (straight through the queue, as kiosks would): one per phone, or
    for the congestion page an ordinary queue of ``--queue`` tickets (60 an office).
 3. Starts the web processes exactly as production runs them (``uvicorn --factory
-   madoguchi.web.app:create_app --http httptools --loop uvloop``; ``--workers 2`` for two).
+   madoguchi.web.app:create_app --http madoguchi.web.http:HttpToolsProtocol --loop uvloop``;
+   ``--workers 2`` for two).
 4. Opens one SSE connection per ticket: ``phones`` watch ``/o/{office}/t/{token}/events``,
    ``congestion`` watchers all watch ``/live``. The clients are ``--clients`` separate
    processes with a minimal client on raw asyncio streams (uvloop), so that they cost the

@@ -13,7 +13,8 @@ embedded Redis (``off``: no AOF, no snapshots; ``always`` or ``everysec``: AOF o
 ``appendfsync``, in a temporary data directory; ``madoguchi serve`` runs ``always``), seeds
 one office with a few services and one open counter per client, each serving every
 service, then starts one web process exactly as production does (``python -m uvicorn
---factory madoguchi.web.app:create_app --http httptools --loop uvloop``) and drives it
+--factory madoguchi.web.app:create_app --http madoguchi.web.http:HttpToolsProtocol
+--loop uvloop``) and drives it
 from ``--clients`` concurrent clients for ``--warmup`` then ``--seconds``
 seconds. Each client owns one counter, so call-next never meets a counter that still
 holds a ticket, and loops through one ticket's life:
@@ -77,6 +78,7 @@ from madoguchi.queue.model import Office, Service
 from madoguchi.queue.tickets import QueueClient
 from madoguchi.settings import Settings
 from madoguchi.web.accounts import AccountStore, Role, StaffAccount
+from madoguchi.web.http import PROTOCOL
 
 HOST = "127.0.0.1"
 OFFICE = Office("bench", "ベンチ区役所", "Bench Ward Office")
@@ -393,7 +395,7 @@ def web_env(redis_url: str, extra: dict[str, str]) -> dict[str, str]:
 
 
 def web_command(port: int, *options: str) -> list[str]:
-    """The web process's command line, as the Procfile has it (httptools, uvloop)."""
+    """The web process's command line, as the Procfile has it (our httptools protocol, uvloop)."""
     return [
         sys.executable,
         "-m",
@@ -405,7 +407,7 @@ def web_command(port: int, *options: str) -> list[str]:
         "--port",
         str(port),
         "--http",
-        "httptools",
+        PROTOCOL,
         "--loop",
         "uvloop",
         "--no-access-log",
@@ -417,7 +419,7 @@ def web_command(port: int, *options: str) -> list[str]:
 def web_server(
     redis_url: str, port: int, log: Path, extra: dict[str, str]
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """The web process, started as the Procfile starts it (one process, httptools, uvloop).
+    """The web process, started as the Procfile starts it (one process, our protocol, uvloop).
 
     Its output goes to ``log``, shown only if it fails to start.
     """
@@ -589,7 +591,7 @@ def run(args: argparse.Namespace, fsync: str) -> dict[str, Any]:
 
     return {
         "configuration": {
-            "web": "1 uvicorn process, --http httptools --loop uvloop --no-access-log",
+            "web": f"1 uvicorn process, --http {PROTOCOL} --loop uvloop --no-access-log",
             "uvicorn": uvicorn.__version__,
             "redis": redis_version(binary),
             "redis_persistence": "none" if fsync == "off" else f"AOF, appendfsync {fsync}",

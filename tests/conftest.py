@@ -29,6 +29,7 @@ from madoguchi.queue.tickets import QueueClient
 from madoguchi.settings import Settings
 from madoguchi.web.accounts import AccountStore, Role, StaffAccount, password_hasher
 from madoguchi.web.app import create_app
+from madoguchi.web.http import HttpToolsProtocol
 
 #: A fixed, plausible moment (2026-11-26 09:00 in Tokyo) for tests that do not care.
 T0 = 1_795_651_200.0
@@ -249,7 +250,14 @@ def serving(app: Starlette) -> Iterator[int]:
     """``app`` under uvicorn on a free local port, in a thread, while the block runs: the port."""
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            http=HttpToolsProtocol,  # as production serves
+            log_level="warning",
+            lifespan="on",
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

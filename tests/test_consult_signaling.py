@@ -42,6 +42,7 @@ from madoguchi.queue import keys
 from madoguchi.queue.model import Office, Service, ServiceMode
 from madoguchi.settings import Settings
 from madoguchi.web.app import create_app
+from madoguchi.web.http import HttpToolsProtocol
 
 from conftest import T0, make_account
 
@@ -79,7 +80,9 @@ async def serving(settings: Settings) -> AsyncIterator[Server]:
     app.state.offset = 0.0
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app, lifespan="on", log_level="warning", ws="websockets-sansio")
+    config = uvicorn.Config(
+        app, lifespan="on", log_level="warning", http=HttpToolsProtocol, ws="websockets-sansio"
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:

@@ -27,6 +27,7 @@ from madoguchi.queue.tickets import QueueClient
 from madoguchi.settings import Settings
 from madoguchi.web.accounts import AccountStore, Role, StaffAccount
 from madoguchi.web.app import create_app
+from madoguchi.web.http import HttpToolsProtocol
 
 from conftest import OFFICE, SERVICES, T0, serving
 
@@ -170,6 +171,7 @@ class Restartable:
             app,
             host="127.0.0.1",
             port=self.port,
+            http=HttpToolsProtocol,  # as production serves
             log_level="warning",
             lifespan="on",
             timeout_graceful_shutdown=1,
