@@ -6,8 +6,9 @@ import asyncio
 import socket
 
 import httpx
-from starlette.applications import Starlette
 
+from madoguchi.settings import Settings
+from madoguchi.web.app import create_app
 from madoguchi.web.http import HeldHead
 
 from conftest import serving
@@ -90,8 +91,8 @@ async def test_anything_but_a_head_is_written_at_once_and_the_rest_is_the_transp
     assert not held.is_closing()
 
 
-def test_responses_and_streams_come_whole_over_a_real_connection(app: Starlette) -> None:
-    with serving(app) as port:
+def test_responses_and_streams_come_whole_over_a_real_connection(settings: Settings) -> None:
+    with serving(create_app(settings)) as port:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http:
             for _ in range(20):  # one keep-alive connection
                 response = http.get("/livez")

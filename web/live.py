@@ -202,6 +202,7 @@ class _Subscription(Adopted):
         super().fail(error)
         if not self.subscribed.done():
             self.subscribed.set_exception(error)
+            self.subscribed.exception()  # marked as seen: whoever waited may have timed out
 
 
 def _drop(listener: Listener) -> None:
