@@ -28,7 +28,7 @@ from ..web.exceptions import Forbidden, HTTPError, Unprocessable
 from ..web.forms import read_form
 from ..web.state import now_of, queue_of, waits_of
 from .devices import Kiosk, kiosk_for, kiosk_of
-from .screens import FORM_LIMIT, PAGE_KEY, _page, _ticket_view, screen
+from .screens import FORM_LIMIT, PAGE_KEY, render_screen, screen, view_ticket
 
 #: Seconds without a touch after which the waiting screen gives up and goes to the start
 #: (a resident waiting for a specialist does not touch the screen for minutes).
@@ -93,7 +93,7 @@ async def call_page(request: Request) -> Response:
         target = f"/kiosk/call/{call.id}/survey" if _talked(call) else "/kiosk/"
         return RedirectResponse(target, status_code=303)
     ticket = await queue_of(request).ticket(call.office, call.ticket, now=now_of(request))
-    view = await _ticket_view(request, kiosk, ticket)
+    view = await view_ticket(request, kiosk, ticket)
     context = {
         "call": call,
         "view": view,
@@ -102,7 +102,7 @@ async def call_page(request: Request) -> Response:
         "face_only": "document" not in kiosk.cameras,
     }
     board = await waits_of(request).board(kiosk.office)
-    return _page(request, "kiosk/call.html", kiosk, context, office=board.snapshot.office)
+    return render_screen(request, "kiosk/call.html", kiosk, context, office=board.snapshot.office)
 
 
 @screen
@@ -123,7 +123,7 @@ async def survey(request: Request) -> Response:
     if call.state is not CallState.ENDED or not _talked(call) or call.rating is not None:
         return RedirectResponse("/kiosk/reset", status_code=303)
     office = await queue_of(request).office(kiosk.office)
-    return _page(request, "kiosk/call_survey.html", kiosk, {"call": call}, office=office)
+    return render_screen(request, "kiosk/call_survey.html", kiosk, {"call": call}, office=office)
 
 
 @screen

@@ -23,7 +23,7 @@ from ..web.appointments import appointments_of
 from ..web.forms import read_form
 from ..web.state import now_of, queue_of
 from .devices import Kiosk, kiosk_for, kiosk_of
-from .screens import FORM_LIMIT, _page, screen
+from .screens import FORM_LIMIT, render_screen, screen
 
 
 def _form(
@@ -37,7 +37,9 @@ def _form(
     status: int = 200,
 ) -> Response:
     context = {"error": error, "at": at, "done": done}
-    return _page(request, "kiosk/checkin.html", kiosk, context, status=status, office=office)
+    return render_screen(
+        request, "kiosk/checkin.html", kiosk, context, status=status, office=office
+    )
 
 
 @screen

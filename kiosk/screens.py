@@ -74,7 +74,7 @@ def _language(request: Request) -> Language:
 # -- rendering --------------------------------------------------------------------------
 
 
-def _page(
+def render_screen(
     request: Request,
     template: str,
     kiosk: Kiosk | None,
@@ -207,7 +207,9 @@ def is_screen(request: Request) -> bool:
 def error_page(request: Request, exc: Exception, status: int) -> Response:
     """The kiosk's error page for ``exc``, with ``status``."""
     kiosk: Kiosk | None = request.scope.get("kiosk")
-    return _page(request, "kiosk/error.html", kiosk, {"reason": _reason(exc)}, status=status)
+    return render_screen(
+        request, "kiosk/error.html", kiosk, {"reason": _reason(exc)}, status=status
+    )
 
 
 # -- the screens ------------------------------------------------------------------------
@@ -221,7 +223,7 @@ async def home(request: Request) -> Response:
     topics = _offered(board, kiosk.topics, ServiceMode.REMOTE)
     services = _offered(board, kiosk.services, ServiceMode.IN_PERSON)
     context = {"home": True, "consult": bool(topics), "tickets": bool(services)}
-    return _page(request, "kiosk/home.html", kiosk, context, office=board.snapshot.office)
+    return render_screen(request, "kiosk/home.html", kiosk, context, office=board.snapshot.office)
 
 
 @screen
@@ -249,7 +251,7 @@ async def _choose(
         # One key per page shown: every tap on this page asks for the same ticket.
         "key": secrets.token_urlsafe(18),
     }
-    return _page(request, template, kiosk, context, office=board.snapshot.office)
+    return render_screen(request, template, kiosk, context, office=board.snapshot.office)
 
 
 @screen
@@ -289,7 +291,7 @@ async def take(request: Request) -> Response:
 
 async def _print_escpos(request: Request, kiosk: Kiosk, ticket: Ticket) -> bool:
     """Print on the branch's ESC/POS printer; ``False`` when it could not."""
-    view = await _ticket_view(request, kiosk, ticket)
+    view = await view_ticket(request, kiosk, ticket)
     try:
         await printing.print_ticket(kiosk, view, str(request.base_url))
     except (printing.PrintFailed, printing.FontMissing) as exc:
@@ -346,7 +348,7 @@ class TicketView:
         return Markup(code.svg_inline(scale=scale, svgclass="qr-code"))  # noqa: S704
 
 
-async def _ticket_view(request: Request, kiosk: Kiosk, ticket: Ticket) -> TicketView:
+async def view_ticket(request: Request, kiosk: Kiosk, ticket: Ticket) -> TicketView:
     board = await waits_of(request).board(kiosk.office)
     office = board.snapshot.office
     service = board.snapshot.services.get(ticket.service)
@@ -377,7 +379,7 @@ async def ticket(request: Request) -> Response:
     )
     if found.channel is not Channel.KIOSK:
         raise Forbidden("this ticket was not taken at a kiosk")
-    view = await _ticket_view(request, kiosk, found)
+    view = await view_ticket(request, kiosk, found)
     context = {
         "view": view,
         "print": request.query_params.get("print") == "1"
@@ -387,7 +389,7 @@ async def ticket(request: Request) -> Response:
         "width": kiosk.printer.width_mm,
     }
     office = await queue_of(request).office(kiosk.office)
-    return _page(request, "kiosk/ticket.html", kiosk, context, office=office)
+    return render_screen(request, "kiosk/ticket.html", kiosk, context, office=office)
 
 
 @screen
@@ -397,7 +399,9 @@ async def waits(request: Request) -> Response:
     board = await waits_of(request).board(kiosk.office)
     every = sorted(board.snapshot.services.values(), key=lambda s: s.prefix)
     shown = _waits(board, [s for s in every if s.active])
-    return _page(request, "kiosk/waits.html", kiosk, {"waits": shown}, office=board.snapshot.office)
+    return render_screen(
+        request, "kiosk/waits.html", kiosk, {"waits": shown}, office=board.snapshot.office
+    )
 
 
 @screen
@@ -405,7 +409,7 @@ async def language(request: Request) -> Response:
     """The six languages, each named in itself; choosing one goes back to the start."""
     kiosk = await kiosk_of(request)
     office = await queue_of(request).office(kiosk.office)
-    return _page(request, "kiosk/language.html", kiosk, office=office)
+    return render_screen(request, "kiosk/language.html", kiosk, office=office)
 
 
 @screen
