@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from madoguchi.kiosk.devices import Kiosk, KioskStore
+import httpx
+from starlette.applications import Starlette
+
+from madoguchi.kiosk.devices import PLAIN_KIOSK_COOKIE, Kiosk, KioskStore
 
 from conftest import T0
 
@@ -24,9 +27,22 @@ ASHIHARA = dataclasses.replace(
 )
 
 
+#: A kiosk with the face camera only and the topic "care", for consultations' echo checks.
+CARE_KIOSK = Kiosk("k1", "kokurakita", "足原市民センター", "1F", (), ("care",), ("face",))
+
+
 async def enrolled(store: KioskStore, kiosk: Kiosk, at: float = T0) -> str:
     """Register ``kiosk`` and enroll it with a fresh code at ``at``: its device token."""
     await store.put(kiosk)
     code = await store.issue_code(kiosk.id, at)
     _, token = await store.enroll(code, at)
     return token
+
+
+def kiosk_http(app: Starlette, token: str) -> httpx.AsyncClient:
+    """A client of ``app`` on plain localhost that carries a kiosk's device ``token``."""
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://localhost",
+        cookies={PLAIN_KIOSK_COOKIE: token},
+    )

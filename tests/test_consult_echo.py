@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from starlette.applications import Starlette
 
 from madoguchi.consult.echo import EchoPeers, EchoResult, Meter, parse_result, record_check
-from madoguchi.kiosk.devices import Kiosk, KioskStore
+from madoguchi.kiosk.devices import KioskStore
 from madoguchi.queue import keys
 from madoguchi.queue.model import Office
 from madoguchi.settings import Settings
@@ -24,6 +24,7 @@ from madoguchi.web.app import create_app
 from madoguchi.web.exceptions import Unprocessable
 
 from conftest import T0
+from kiosks import CARE_KIOSK, enrolled, kiosk_http
 
 TIMEOUT = 20.0
 
@@ -46,13 +47,8 @@ class Tone(AudioStreamTrack):
 async def kiosk_client(
     app: Starlette, office: Office, aredis: Redis
 ) -> AsyncIterator[httpx.AsyncClient]:
-    store = KioskStore(aredis)
-    await store.put(Kiosk("k1", "kokurakita", "足原市民センター", "1F", (), ("care",), ("face",)))
-    token = (await store.enroll(await store.issue_code("k1", T0), T0))[1]
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(
-        transport=transport, base_url="http://localhost", cookies={"madoguchi-kiosk": token}
-    ) as client:
+    token = await enrolled(KioskStore(aredis), CARE_KIOSK)
+    async with kiosk_http(app, token) as client:
         yield client
 
 
@@ -206,19 +202,14 @@ async def test_record_check_keeps_the_latest(aredis: Redis) -> None:
 async def test_the_lifespan_closes_every_peer(
     settings: Settings, office: Office, aredis: Redis
 ) -> None:
-    store = KioskStore(aredis)
-    await store.put(Kiosk("k1", "kokurakita", "足原市民センター", "1F", (), ("care",), ("face",)))
-    token = (await store.enroll(await store.issue_code("k1", T0), T0))[1]
+    token = await enrolled(KioskStore(aredis), CARE_KIOSK)
     application = create_app(settings, clock=lambda: T0)
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     pc.addTrack(VideoStreamTrack())
     try:
         async with application.router.lifespan_context(application):
             await pc.setLocalDescription(await pc.createOffer())
-            transport = httpx.ASGITransport(app=application)
-            async with httpx.AsyncClient(
-                transport=transport, base_url="http://localhost", cookies={"madoguchi-kiosk": token}
-            ) as client:
+            async with kiosk_http(application, token) as client:
                 response = await client.post(
                     "/consult/api/echo", json={"type": "offer", "sdp": pc.localDescription.sdp}
                 )

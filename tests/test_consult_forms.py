@@ -27,6 +27,7 @@ from madoguchi.queue.model import Office
 from madoguchi.web.accounts import Role
 
 from conftest import T0, sign_in_form
+from kiosks import enrolled, kiosk_http
 
 MOJI_OFFICE = Office("moji", "門司区役所", "Moji Ward Office")
 
@@ -41,14 +42,8 @@ async def admin(http: httpx.AsyncClient, app: Starlette) -> str:
 async def kiosk_client(
     app: Starlette, redis: Redis, kiosk_id: str, office: str
 ) -> httpx.AsyncClient:
-    store = KioskStore(redis)
-    await store.put(Kiosk(kiosk_id, office, "足原市民センター", "1F", (), (), ("face",)))
-    token = (await store.enroll(await store.issue_code(kiosk_id, T0), T0))[1]
-    return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app),
-        base_url="http://localhost",
-        cookies={"madoguchi-kiosk": token},
-    )
+    kiosk = Kiosk(kiosk_id, office, "足原市民センター", "1F", (), (), ("face",))
+    return kiosk_http(app, await enrolled(KioskStore(redis), kiosk))
 
 
 @pytest.fixture

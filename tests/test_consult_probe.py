@@ -34,7 +34,7 @@ from madoguchi.queue.jobs import QUEUE_NAME
 from madoguchi.queue.model import Office
 
 from conftest import T0
-from kiosks import enrolled
+from kiosks import enrolled, kiosk_http
 
 TIMEOUT = 30.0
 KIOSK = Kiosk("k1", "kokurakita", "足原市民センター", "1F", (), ("care",), ("face", "document"))
@@ -63,12 +63,8 @@ async def kiosk_client(
 ) -> AsyncIterator[httpx.AsyncClient]:
     """A client with the device cookie of :data:`KIOSK` (face and document cameras)."""
     token = await enrolled(KioskStore(aredis), KIOSK)
-    cookies = {"madoguchi-kiosk": token}
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(
-        transport=transport, base_url="http://localhost", cookies=cookies
-    ) as c:
-        yield c
+    async with kiosk_http(app, token) as client:
+        yield client
 
 
 def probes(app: Starlette) -> ProbePeers:
