@@ -10,12 +10,13 @@ and their services are modelled on what a Kitakyushu ward office's 市民課 and
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable
 from contextlib import suppress
 from dataclasses import dataclass
 
-from .consult.forms import FormsLibrary, sample_pdf
+from .consult.forms import FormsLibrary, render, sample_pdf
 from .kiosk.devices import Kiosk, KioskStore, Printer
 from .queue.appointments import AppointmentClient, SlotSettings
 from .queue.exceptions import Conflict, NotFound
@@ -325,14 +326,18 @@ async def seed_forms(library: FormsLibrary, city: tuple[DemoOffice, ...] = CITY)
     """Give each office with remote services the demo forms, unless it has forms already;
     how many were added. The PDFs are drawn here, in code."""
     added = 0
+    drawn: dict[str, tuple[bytes, list[bytes]]] = {}  # drawn and rendered once, for every office
     for demo in city:
         if not any(s.mode is ServiceMode.REMOTE for s in demo.services):
             continue
         if await library.all(demo.office.id):
             continue
         for title, name, heading, fields, pages in FORMS:
-            pdf = sample_pdf(heading, list(fields), pages=pages)
-            await library.add(demo.office.id, title, name, pdf, now=0.0, by="system")
+            if name not in drawn:
+                pdf = sample_pdf(heading, list(fields), pages=pages)
+                drawn[name] = pdf, await asyncio.to_thread(render, pdf)
+            pdf, images = drawn[name]
+            await library.add(demo.office.id, title, name, pdf, now=0.0, by="system", pages=images)
             added += 1
     log.info("demo forms seeded: %d added", added)
     return added

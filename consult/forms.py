@@ -203,11 +203,24 @@ class FormsLibrary:
         return FormInfo(**json.loads(raw))
 
     async def add(
-        self, office: str, title: str, filename: str, data: bytes, *, now: float, by: str
+        self,
+        office: str,
+        title: str,
+        filename: str,
+        data: bytes,
+        *,
+        now: float,
+        by: str,
+        pages: list[bytes] | None = None,
     ) -> FormInfo:
-        """Render and keep a new form; a :class:`FormProblem` when it cannot be one."""
+        """Render and keep a new form; a :class:`FormProblem` when it cannot be one.
+
+        ``pages``: what :func:`render` made of ``data`` already (the same form for many
+        offices is rendered once).
+        """
         check_slug("office", office)
-        pages = await asyncio.to_thread(render, data)
+        if pages is None:
+            pages = await asyncio.to_thread(render, data)
         base = form_id_from(filename, title)
         taken = set(await self.redis.hkeys(keys.forms(office)))
         form_id, n = base, 1
