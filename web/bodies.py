@@ -1,4 +1,4 @@
-"""Reading and validating JSON request bodies, with clear messages for bad input."""
+"""Reading request bodies within a size limit, and JSON ones validated, with clear messages."""
 
 from __future__ import annotations
 
@@ -13,22 +13,28 @@ from .exceptions import BadRequest, PayloadTooLarge, Unprocessable, UnsupportedM
 T = TypeVar("T")
 
 
-async def read_json(request: Request, limit: int, *, required: bool = True) -> dict[str, Any]:
-    """The request's JSON object, refusing more than ``limit`` bytes before reading it all."""
+async def read_limited(request: Request, limit: int, what: str = "request body") -> bytes:
+    """The request's body, refused (413) as soon as it is known to be over ``limit`` bytes:
+    by its ``Content-Length``, or while it streams in. ``what`` names it in the message."""
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
             raise BadRequest(f'Content-Length "{declared[:20]}" is not a number')
         if int(declared) > limit:
-            raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit}")
+            raise PayloadTooLarge(f"{what} is {declared} bytes; the limit is {limit}")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
+            raise PayloadTooLarge(f"{what} is over the limit of {limit} bytes")
         chunks.append(chunk)
-    body = b"".join(chunks)
+    return b"".join(chunks)
+
+
+async def read_json(request: Request, limit: int, *, required: bool = True) -> dict[str, Any]:
+    """The request's JSON object, refusing more than ``limit`` bytes before reading it all."""
+    body = await read_limited(request, limit)
     if not body.strip():
         if required:
             raise BadRequest("request body is empty; send a JSON object")

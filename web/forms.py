@@ -13,7 +13,8 @@ from urllib.parse import parse_qsl
 from starlette.requests import Request
 
 from .accounts import Role
-from .exceptions import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from .bodies import read_limited
+from .exceptions import BadRequest, UnsupportedMediaType
 from .security import Staff, check_csrf, require
 
 #: Most fields a staff form may have (the staff account form has one per service).
@@ -48,19 +49,10 @@ async def read_form(request: Request, limit: int) -> Form:
     if media != URLENCODED and not (media == "" and declared_empty):
         # (A post with no body at all is an empty form: its CSRF check then refuses it.)
         raise UnsupportedMediaType(f'send a form ({URLENCODED}), not "{media[:60]}"')
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"the form is {declared} bytes; the limit is {limit}")
-    size = 0
-    chunks: list[bytes] = []
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"the form is over the limit of {limit} bytes")
-        chunks.append(chunk)
+    body = await read_limited(request, limit, "the form")
     try:
         pairs = parse_qsl(
-            b"".join(chunks).decode("utf-8"),
+            body.decode("utf-8"),
             keep_blank_values=True,
             strict_parsing=False,
             max_num_fields=MAX_FIELDS,

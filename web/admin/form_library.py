@@ -20,6 +20,7 @@ from starlette.types import Message
 from ...consult.forms import MAX_BYTES, MAX_PAGES, TITLE_LIMIT, FormProblem, FormsLibrary
 from ...queue.model import Office
 from ..accounts import Role
+from ..bodies import read_limited
 from ..exceptions import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from ..forms import signed_form
 from ..security import Staff, check_csrf, require
@@ -63,16 +64,11 @@ async def _read_upload(request: Request) -> tuple[str, str, str, bytes]:
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media != MULTIPART:
         raise UnsupportedMediaType(f'send the form as {MULTIPART}, not "{media[:60]}"')
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > BODY_LIMIT:
-        raise PayloadTooLarge(f"the upload is {declared} bytes; a form may be {MAX_BYTES} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > BODY_LIMIT:
-            raise PayloadTooLarge(f"the upload is over the limit of {MAX_BYTES} bytes")
-        chunks.append(chunk)
-    body = b"".join(chunks)
+    try:
+        body = await read_limited(request, BODY_LIMIT, "the upload")
+    except PayloadTooLarge:
+        # The limit that matters to the admin is the PDF's, not the whole body's.
+        raise PayloadTooLarge(f"the upload is too large: a form may be {MAX_BYTES} bytes") from None
     sent = False
 
     async def replay() -> Message:
