@@ -33,14 +33,13 @@ from av import AudioFrame, VideoFrame
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from rq import get_current_job
-from rq.exceptions import DuplicateJobError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from ..kiosk.devices import Kiosk, KioskStore
 from ..kiosk.health import KioskHealth
-from ..queue.jobs import job_queue
+from ..queue.jobs import schedule_once
 from ..settings import load_settings
 from ..web.accounts import Role
 from ..web.admin.common import see_other
@@ -279,11 +278,4 @@ def schedule_probes(connection: SyncRedis, hours: float, *, now: float) -> datet
     period = hours * 3600
     slot = (math.floor(now / period) + 1) * period
     at = datetime.fromtimestamp(slot, UTC)
-    job_id = f"madoguchi-probe-kiosks-{at:%Y%m%dT%H%M}"
-    try:
-        job_queue(connection).enqueue_at(at, request_probes, job_id=job_id, unique=True)
-    except DuplicateJobError:
-        log.debug("%s already scheduled", job_id)
-    else:
-        log.info("%s scheduled at %s", job_id, at.isoformat())
-    return at
+    return schedule_once(connection, request_probes, f"madoguchi-probe-kiosks-{at:%Y%m%dT%H%M}", at)

@@ -123,7 +123,13 @@ def _schedule_next_hour(
     # The job id names the hour: however many schedule it, it is scheduled once.
     hour = datetime.fromtimestamp(now, UTC).replace(minute=0, second=0, microsecond=0)
     at = hour + timedelta(hours=1)
-    job_id = f"madoguchi-{name}-{at:%Y%m%dT%H}"
+    return schedule_once(connection, function, f"madoguchi-{name}-{at:%Y%m%dT%H}", at)
+
+
+def schedule_once(
+    connection: Redis, function: Callable[..., Any], job_id: str, at: datetime
+) -> datetime:
+    """Run ``function`` at ``at`` as job ``job_id``, unless a job of that id is scheduled."""
     try:
         job_queue(connection).enqueue_at(at, function, job_id=job_id, unique=True)
     except DuplicateJobError:
