@@ -35,10 +35,10 @@ so a heavy client steals the capacity it is trying to measure. Two are offered:
 
 - ``--client raw`` (the default): a minimal HTTP/1.1 keep-alive client on asyncio streams
   and uvloop, one connection per simulated client; it writes a prepared request and reads
-  the ``Content-Length`` body, nothing more. Measured here it spends about 0.05 ms of CPU
-  per request, a seventh of what the web process spends answering it.
+  the ``Content-Length`` body, nothing more. Measured here it spends about 0.03 ms of CPU
+  per request, a fifth of what the web process spends answering it.
 - ``--client httpx``: one ``httpx.AsyncClient`` (one keep-alive connection) per simulated
-  client. It spends about 1.2 ms of CPU per request (over twenty times the raw client),
+  client. It spends about 1.2 ms of CPU per request (some forty times the raw client),
   so on two cores it, not the server, sets the pace: a few hundred operations/s. One
   shared ``AsyncClient`` pool for all 64 tasks was worse still (about 10 ms per request).
 
