@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from ..queue.exceptions import NotFound
@@ -33,7 +33,7 @@ from ..web.bodies import need, only, read_json
 from ..web.pages import render
 from ..web.responses import JSONResponse
 from ..web.security import Staff, require
-from ..web.state import accounts_of, now_of, offices_of, path_slug, queue_of, waits_of
+from ..web.state import accounts_of, choose_office, now_of, path_slug, queue_of, waits_of
 from .api import view
 from .presence import Presence, PresenceBoard, PresenceState, parse_state
 
@@ -69,10 +69,7 @@ def remote_services(services: dict[str, Service]) -> list[Service]:
 async def pick(request: Request) -> Response:
     """The console of the staff member's office; a list when they work at several."""
     staff = await require(request)
-    offices = await offices_of(request, staff.account)
-    if len(offices) == 1:
-        return RedirectResponse(f"/staff/consult/{offices[0].id}", status_code=303)
-    return render(request, "staff/consult_pick.html", {"staff": staff, "offices": offices})
+    return await choose_office(request, staff, "/staff/consult", "staff/consult_pick.html")
 
 
 async def page(request: Request) -> Response:

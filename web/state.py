@@ -1,4 +1,4 @@
-"""Typed access to what the app's lifespan keeps on ``app.state``, and path ids.
+"""Typed access to what the app's lifespan keeps on ``app.state``, path ids, staff offices.
 
 Handlers reach the long-lived objects (queue client, wait board, account and session
 stores, the clock) through these, so each is declared, and typed, in one place.
@@ -6,7 +6,8 @@ stores, the clock) through these, so each is declared, and typed, in one place.
 
 from __future__ import annotations
 
-from starlette.requests import HTTPConnection
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import RedirectResponse, Response
 
 from ..kiosk.devices import KioskStore
 from ..queue.exceptions import NotFound
@@ -15,6 +16,8 @@ from ..queue.model import Office
 from ..queue.tickets import QueueClient
 from ..queue.waits import WaitBoard
 from .accounts import AccountStore, Role, StaffAccount
+from .pages import render
+from .security import Staff
 from .sessions import SessionStore
 
 
@@ -34,6 +37,15 @@ async def offices_of(connection: HTTPConnection, account: StaffAccount) -> list[
     known = await queue.office_ids()
     ids = known if account.role is Role.ADMIN else [o for o in account.offices if o in known]
     return [await queue.office(o) for o in ids]
+
+
+async def choose_office(request: Request, staff: Staff, base: str, template: str) -> Response:
+    """Straight to ``base``/{office} for someone of one office; else ``template``, which lists
+    their offices (with ``staff/_offices.html``)."""
+    offices = await offices_of(request, staff.account)
+    if len(offices) == 1:
+        return RedirectResponse(f"{base}/{offices[0].id}", status_code=303)
+    return render(request, template, {"staff": staff, "offices": offices})
 
 
 def accounts_of(connection: HTTPConnection) -> AccountStore:

@@ -29,7 +29,7 @@ from .accounts import Role
 from .forms import signed_form
 from .pages import render
 from .security import Staff, require
-from .state import now_of, offices_of, path_slug, queue_of, waits_of
+from .state import choose_office, now_of, path_slug, queue_of, waits_of
 
 #: Counter actions of the supervisor's forms.
 ACTIONS = ("open", "pause", "close", "services")
@@ -188,10 +188,7 @@ def _context(staff: Staff, view: Overview, **extra: Any) -> dict[str, Any]:
 
 async def pick_office(request: Request) -> Response:
     staff = await require(request, Role.SUPERVISOR)
-    offices = await offices_of(request, staff.account)
-    if len(offices) == 1:
-        return RedirectResponse(f"/staff/supervisor/{offices[0].id}", status_code=303)
-    return render(request, "staff/supervisor_pick.html", {"staff": staff, "offices": offices})
+    return await choose_office(request, staff, "/staff/supervisor", "staff/supervisor_pick.html")
 
 
 async def page(request: Request) -> Response:
